@@ -1,0 +1,62 @@
+"""Choosing the device and numeric mode once, at the top of a command."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import MRNetError
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MRNetError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise MRNetError(f"--device {name}: not a device name (use auto, cpu or cuda)") from None
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32.
+
+    'auto' uses bf16 on CUDA devices that support it and fp32 on the CPU, where bf16
+    autocast was measured to be slower (see README, 'Speed').
+    """
+    if mode not in AMP_MODES:
+        raise MRNetError(f"--amp {mode}: choose one of {', '.join(AMP_MODES)}")
+    if mode == "off":
+        return None
+    if mode == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise MRNetError("--amp fp16 needs a CUDA device; use --amp bf16 or off on the CPU")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(array, device: torch.device) -> torch.Tensor:
+    """A uint8 numpy series onto the device; pinned and asynchronous on CUDA."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor

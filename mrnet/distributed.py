@@ -1,0 +1,109 @@
+"""Data-parallel training across processes (torchrun): each rank trains on a share of the exams.
+
+With N ranks every optimiser step sees N exams (one per rank, gradients averaged), so the
+recipe differs from the paper's one exam per step exactly as --exams-per-step N would.
+Validation is split across ranks and the probabilities gathered, so every rank computes
+the same AUC over all exams and takes the same early-stopping decisions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .device import resolve_device
+from .errors import MRNetError
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device_name: str) -> tuple[Ranks, torch.device]:
+    """Join the process group when launched by torchrun; otherwise a single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Ranks(), resolve_device(device_name)
+    ranks = Ranks(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        if torch.cuda.device_count() <= ranks.local_rank:
+            raise MRNetError(f"rank {ranks.rank} wants cuda:{ranks.local_rank}, but only "
+                             f"{torch.cuda.device_count()} GPU(s) are visible")
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return ranks, device
+
+
+def barrier(ranks: Ranks) -> None:
+    if ranks.distributed:
+        dist.barrier()
+
+
+def wrap(model: torch.nn.Module, device: torch.device, ranks: Ranks) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun (gradients averaged over ranks), else the model itself."""
+    if not ranks.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def abandon(ranks: Ranks) -> None:
+    """After an error: leave the group without waiting for ranks that may be gone."""
+    if ranks.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def teardown(ranks: Ranks) -> None:
+    if ranks.distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def shard(order: Sequence[int], ranks: Ranks) -> list[int]:
+    """This rank's exams; the order is padded by wrapping so every rank takes the same number of steps."""
+    order = list(order)
+    if not ranks.distributed:
+        return order
+    per_rank = -(-len(order) // ranks.world_size)
+    padded = (order * (per_rank * ranks.world_size // max(len(order), 1) + 1))[: per_rank * ranks.world_size]
+    return padded[ranks.rank :: ranks.world_size]
+
+
+def mean_over_ranks(total: float, count: int, ranks: Ranks) -> float:
+    if not ranks.distributed:
+        return total / max(count, 1)
+    buffer = torch.tensor([total, float(count)], dtype=torch.float64)
+    dist.all_reduce(buffer)
+    return float(buffer[0] / max(buffer[1], 1.0))
+
+
+def gather_by_index(indices: Sequence[int], values: np.ndarray, n: int, ranks: Ranks) -> np.ndarray:
+    """Assemble per-rank predictions into one array in the original exam order."""
+    if not ranks.distributed:
+        return values
+    parts: list = [None] * ranks.world_size
+    dist.all_gather_object(parts, (list(indices), values.tolist()))
+    full = np.full(n, np.nan)
+    for part_indices, part_values in parts:
+        full[part_indices] = part_values
+    return full

@@ -1,0 +1,53 @@
+"""User-facing errors: problems a person can fix, reported without a traceback."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+MAX_LISTED_PROBLEMS = 40
+
+
+class MRNetError(Exception):
+    """An error caused by input, options or the environment, not by a bug.
+
+    Commands print its message and exit with status 2, so a user sees what to fix
+    instead of a Python traceback.
+    """
+
+
+class DataError(MRNetError):
+    """One or more problems with a dataset, reported together so one run shows them all."""
+
+    def __init__(self, where: str, problems: Sequence[str]):
+        self.where = where
+        self.problems = list(problems)
+        super().__init__(format_problems(where, self.problems))
+
+
+class CheckpointError(MRNetError):
+    """A checkpoint that is missing, unreadable, or belongs to another model."""
+
+
+def format_problems(where: str, problems: Sequence[str]) -> str:
+    """One readable block: a count, then one problem per line (long lists are cut)."""
+    count = len(problems)
+    noun = "problem" if count == 1 else "problems"
+    lines = [f"{where}: {count} {noun} found, nothing was trained or written:"]
+    lines += [f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
+    if count > MAX_LISTED_PROBLEMS:
+        lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more of the same kinds")
+    lines.append("See 'Bad input' in README.md for what each check expects.")
+    return "\n".join(lines)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
+    """Run a command's main(); turn user errors and Ctrl-C into a message and an exit status."""
+    try:
+        main(argv)
+    except MRNetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted: completed epochs are saved; continue with --resume", file=sys.stderr)
+        sys.exit(130)

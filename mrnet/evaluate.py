@@ -1,0 +1,258 @@
+"""The evaluate command: trained models + a split -> metrics with intervals, ROC curves, heatmaps, report.md.
+
+Probabilities come from the very path train_meta uses (ensemble.plane_probabilities:
+check_and_load, the shared preprocessing, batched engine.predict_logits; then the saved
+stacker's predict_proba), so the AUCs here equal those in auc_table.csv for the same
+models and split. Nothing is refitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import PLANES, TASKS
+from .cam import class_activation_maps, save_cam_overlays
+from .data import load_series, series_path
+from .device import AMP_MODES, resolve_device
+from .ensemble import MetaConfig, ensemble_path, ensemble_probabilities, load_ensemble, load_plane_model, plane_probabilities
+from .evaluation import (
+    DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold,
+)
+from .errors import MRNetError
+from .predict import ready_tasks
+from .report import ReportContent, plot_roc, save_csv, text_table, write_report
+from .runinfo import environment, plain, write_json
+
+MODELS = (*PLANES, "ensemble")
+# The plane on which each finding shows best (sagittal for the ACL, coronal for the menisci);
+# for `abnormal`, sagittal, the view that covers most structures of the knee.
+HEATMAP_PLANE = {"abnormal": "sagittal", "acl": "sagittal", "meniscus": "coronal"}
+HEATMAP_SLICES = 2
+FIXED_THRESHOLD = 0.5
+
+
+@dataclass
+class EvalConfig:
+    """Options of evaluate (saved as evaluate_config.json in the report folder)."""
+
+    data_dir: str = "data/MRNet-v1.0"
+    models_dir: str = "models"
+    split: str = "valid"
+    out: str | None = None  # default <models_dir>/report
+    bootstrap: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    eval_max_slices: int = 512
+    heatmap_exams: int = 2  # positive exams per task shown with class activation maps
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path(self.models_dir) / "report"
+
+
+def validate_eval_config(cfg: EvalConfig) -> None:
+    problems = []
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        problems.append(f"--tasks {' '.join(unknown)}: choose from {', '.join(TASKS)}")
+    if cfg.split not in ("train", "valid"):
+        problems.append(f"--split {cfg.split}: choose train or valid")
+    if cfg.bootstrap < 0:
+        problems.append(f"--bootstrap {cfg.bootstrap}: must be 0 (no intervals) or more")
+    if cfg.heatmap_exams < 0:
+        problems.append(f"--heatmap-exams {cfg.heatmap_exams}: must be 0 or more")
+    if cfg.amp not in AMP_MODES:
+        problems.append(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
+    if problems:
+        raise MRNetError("; ".join(problems))
+
+
+# ----------------------------------------------------------------------------- probabilities
+
+def model_probabilities(cfg: EvalConfig, tasks: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
+
+    Train is needed for the thresholds, which are chosen there and applied unchanged.
+    """
+    splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
+    meta = MetaConfig(data_dir=cfg.data_dir, output_dir=cfg.models_dir, tasks=list(tasks), device=cfg.device,
+                      amp=cfg.amp, eval_max_slices=cfg.eval_max_slices)
+    tables = plane_probabilities(meta, tasks, splits)
+    for task in tasks:
+        bundle = load_ensemble(ensemble_path(cfg.models_dir, task))
+        for split in splits:
+            table = tables[(task, split)]
+            tables[(task, split)] = table.assign(ensemble=ensemble_probabilities(bundle, table))
+    return tables
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def task_metrics(task: str, evaluated: pd.DataFrame, train: pd.DataFrame, split: str, resamples: int,
+                 seed: int) -> list[dict[str, Any]]:
+    """One row per model of a task: AUC with interval, and operating points at Youden's train threshold and 0.5."""
+    labels = evaluated["label"].to_numpy()
+    # Seeded by (seed, task) so a task's intervals do not depend on which other tasks are evaluated.
+    rng = np.random.default_rng([seed, TASKS.index(task)])
+    indices = bootstrap_indices(len(labels), resamples, rng)
+    rows = []
+    for model in MODELS:
+        probs = evaluated[model].to_numpy()
+        interval = bootstrap_auc(labels, probs, indices)
+        threshold = youden_threshold(train["label"].to_numpy(), train[model].to_numpy())
+        at_youden = operating_point(labels, probs, threshold)
+        at_fixed = operating_point(labels, probs, FIXED_THRESHOLD)
+        rows.append({
+            "task": task, "model": model, "split": split, "n": len(labels), "positives": int(labels.sum()),
+            "auc": interval.auc, "auc_ci_low": interval.low, "auc_ci_high": interval.high,
+            "bootstrap_used": interval.used,
+            "threshold_youden": threshold,
+            "sensitivity_youden": at_youden.sensitivity, "specificity_youden": at_youden.specificity,
+            "accuracy_youden": at_youden.accuracy,
+            "sensitivity_at_0.5": at_fixed.sensitivity, "specificity_at_0.5": at_fixed.specificity,
+            "accuracy_at_0.5": at_fixed.accuracy,
+        })
+    return rows
+
+
+def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
+    """The per-task rows plus, per model, the mean AUC over tasks (for the ensemble: the competition score)."""
+    table = pd.DataFrame(rows)
+    # NaN when a task's AUC is undefined: a mean over the remaining tasks would not be the competition's score.
+    means = table.groupby("model", sort=False)["auc"].agg(lambda aucs: aucs.mean(skipna=False))
+    extra = pd.DataFrame([{"task": "mean", "model": m, "split": split, "auc": means[m]} for m in MODELS])
+    merged = pd.concat([table, extra], ignore_index=True).reindex(columns=table.columns)
+    return merged.astype({"n": "Int64", "positives": "Int64", "bootstrap_used": "Int64"})
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def predictions_by_case(tables: dict[tuple[str, str], pd.DataFrame], split: str, tasks: Sequence[str]) -> pd.DataFrame:
+    """case, then per task the ensemble probability and the label, merged on case id, in case order."""
+    merged = None
+    for task in tasks:
+        part = tables[(task, split)][["case", "ensemble", "label"]].rename(
+            columns={"ensemble": task, "label": f"{task}_label"})
+        merged = part if merged is None else merged.merge(part, on="case", how="inner", validate="one_to_one")
+    return merged.sort_values("case").reset_index(drop=True)
+
+
+def write_heatmaps(cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path,
+                   device: torch.device) -> list[tuple[str, Path]]:
+    """CAM overlays for the positives with the highest ensemble probability, on the task's heatmap plane."""
+    if cfg.heatmap_exams == 0:
+        return []
+    positives = evaluated[evaluated["label"] == 1].sort_values("ensemble", ascending=False, kind="stable")
+    if positives.empty:
+        return []
+    plane = HEATMAP_PLANE[task]
+    model = load_plane_model(cfg.models_dir, task, plane, device)
+    items = []
+    for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
+        series = load_series(series_path(cfg.data_dir, cfg.split, plane, row.case))
+        cams, scores = class_activation_maps(model, series, device)
+        for path in save_cam_overlays(series, cams, scores, folder, f"{task}-{row.case}-{plane}", HEATMAP_SLICES):
+            items.append((f"{task} {row.case} {plane} (ensemble p = {row.ensemble:.2f})", path))
+    return items
+
+
+def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str]) -> list[str]:
+    """Warnings a reader needs: in-sample numbers are optimistic."""
+    notes = []
+    if cfg.split == "train":
+        notes.append("Evaluated on the train split, which the models were fitted on: all numbers are optimistic.")
+    for task in tasks:
+        fit_on = load_ensemble(ensemble_path(cfg.models_dir, task)).get("fit_on", "train")
+        if fit_on == "valid-cv" and cfg.split == "valid":
+            notes.append(f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
+                         "in-sample and higher than the out-of-fold figure in auc_table.csv.")
+    return notes
+
+
+def run_evaluate(cfg: EvalConfig) -> pd.DataFrame:
+    validate_eval_config(cfg)
+    tasks, skipped = ready_tasks(Path(cfg.models_dir), cfg.tasks)
+    for line in skipped:
+        print(f"evaluate: {line}")
+    out = cfg.out_dir()
+    device = resolve_device(cfg.device)
+    tables = model_probabilities(cfg, tasks)
+
+    rows, roc_figures, heatmaps = [], {}, {}
+    for task in tasks:
+        evaluated, train = tables[(task, cfg.split)], tables[(task, "train")]
+        rows += task_metrics(task, evaluated, train, cfg.split, cfg.bootstrap, cfg.seed)
+        labels = evaluated["label"].to_numpy()
+        aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
+        roc_figures[task] = plot_roc(task, labels, {m: evaluated[m].to_numpy() for m in MODELS}, aucs,
+                                     out / f"roc-{task}.png")
+        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", device)
+    metrics = with_mean_rows(rows, cfg.split)
+    save_csv(out / "metrics.csv", metrics)
+
+    by_case = predictions_by_case(tables, cfg.split, tasks)
+    save_csv(out / "predictions_with_ids.csv", by_case)
+    labels = {t: by_case[f"{t}_label"].to_numpy() for t in tasks}
+    score = float(metrics.loc[(metrics["task"] == "mean") & (metrics["model"] == "ensemble"), "auc"].iloc[0])
+    notes = ensemble_notes(cfg, tasks)
+    if set(tasks) == set(TASKS):
+        save_csv(out / "predictions.csv", by_case[list(TASKS)], header=False)
+    else:
+        notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
+
+    content = ReportContent(
+        split=cfg.split, n_exams=len(by_case), positives={t: int(labels[t].sum()) for t in tasks}, tasks=list(tasks),
+        bootstrap=cfg.bootstrap, seed=cfg.seed, models_dir=cfg.models_dir, data_dir=cfg.data_dir,
+        competition_score=score, roc_figures=roc_figures, heatmaps=heatmaps, notes=notes,
+    )
+    write_report(out / "report.md", metrics, content)
+    write_json(out / "evaluate_config.json", plain(cfg))
+    write_json(out / "evaluate_environment.json", environment())
+
+    print(f"\nEvaluation on {cfg.split} ({len(by_case)} exams); thresholds chosen on train by Youden's J; "
+          f"AUC intervals from {cfg.bootstrap} bootstrap resamples")
+    print(text_table(metrics))
+    print(f"competition score (mean ensemble AUC): {score:.4f}")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"\nreport: {out / 'report.md'}\n")
+    return metrics
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    d = EvalConfig()
+    parser = argparse.ArgumentParser(
+        description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
+                    "heatmaps, report.md and competition-format predictions.")
+    parser.add_argument("--data-dir", default=d.data_dir, help=f"MRNet-v1.0 layout folder (default {d.data_dir})")
+    parser.add_argument("--models-dir", default=d.models_dir, help=f"trained models (default {d.models_dir})")
+    parser.add_argument("--split", default=d.split, choices=("train", "valid"), help="split to evaluate (default valid)")
+    parser.add_argument("--out", default=None, help="report folder (default <models-dir>/report)")
+    parser.add_argument("--bootstrap", type=int, default=d.bootstrap,
+                        help=f"bootstrap resamples for the AUC intervals; 0 = none (default {d.bootstrap})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the bootstrap")
+    parser.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--amp", default=d.amp, choices=AMP_MODES)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--eval-max-slices", type=int, default=d.eval_max_slices, help="slices per forward pass")
+    parser.add_argument("--heatmap-exams", type=int, default=d.heatmap_exams,
+                        help=f"positive exams per task shown with heatmaps (default {d.heatmap_exams})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    args = get_args_parser().parse_args(argv)
+    cfg = EvalConfig(
+        data_dir=args.data_dir, models_dir=args.models_dir, split=args.split, out=args.out, bootstrap=args.bootstrap,
+        seed=args.seed, device=args.device, amp=args.amp, tasks=list(args.tasks), eval_max_slices=args.eval_max_slices,
+        heatmap_exams=args.heatmap_exams,
+    )
+    return run_evaluate(cfg)

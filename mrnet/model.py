@@ -1,0 +1,114 @@
+"""The MRNet model: AlexNet features per slice, average pool, max over slices, one logit.
+
+Pure: tensors in, logits out; no files, no loss, no devices chosen here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchvision.models import AlexNet_Weights, alexnet
+
+from .errors import MRNetError
+
+FEATURES = 256  # channels of AlexNet's last conv layer
+
+
+@dataclass
+class ModelArgs:
+    """What rebuilds an MRNet; stored inside each checkpoint as plain types."""
+
+    features: int = FEATURES
+
+
+class MRNet(nn.Module):
+    """Bien et al. 2018: a slice-wise AlexNet whose per-slice features are max-pooled."""
+
+    def __init__(self, args: ModelArgs | None = None):
+        super().__init__()
+        self.args = args or ModelArgs()
+        self.features = alexnet(weights=None).features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(self.args.features, 1)
+
+    def slice_features(self, slices: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) -> (n, 256): one pooled feature vector per slice."""
+        return self.pool(self.features(slices)).flatten(1)
+
+    def forward(self, slices: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
+        """One exam (s, 3, H, W) -> logit (1,); or, with `counts`, several exams -> (len(counts),).
+
+        Several exams arrive as their slices concatenated, (sum(counts), 3, H, W). Each exam
+        keeps its own max over its own slices, so the result equals one call per exam while
+        the convolutions run as one large batch. One entry point (rather than two methods)
+        lets DistributedDataParallel see every training forward pass.
+        """
+        per_slice = self.slice_features(slices)  # (sum s, 256)
+        if counts is None:
+            return self.classifier(per_slice.amax(dim=0))  # (1,)
+        pooled = torch.stack([chunk.amax(dim=0) for chunk in per_slice.split(list(counts))])  # (k, 256)
+        return self.classifier(pooled).squeeze(1)  # (k,)
+
+    def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+        """Several exams' slices concatenated -> logits (len(counts),); see forward()."""
+        return self(slices, counts)
+
+    def model_args(self) -> dict:
+        return asdict(self.args)
+
+
+def build_model(pretrained: bool = True, weights_path: str | None = None) -> MRNet:
+    """A fresh MRNet, its AlexNet features from ImageNet unless asked to start from scratch.
+
+    `weights_path` (a torchvision AlexNet state dict file) serves machines with no internet.
+    """
+    model = MRNet()
+    if weights_path:
+        model.features.load_state_dict(_features_from_file(Path(weights_path)))
+    elif pretrained:
+        model.features.load_state_dict(_features_from_torchvision())
+    return model
+
+
+def _features_only(state: dict) -> dict:
+    prefix = "features."
+    features = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return features
+
+
+def _features_from_torchvision() -> dict:
+    weights = AlexNet_Weights.IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as err:  # network errors come in many types (URLError, OSError, SSL, ...)
+        file_name = weights.url.rsplit("/", 1)[-1]
+        hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+        raise MRNetError(
+            f"could not get the ImageNet AlexNet weights ({type(err).__name__}: {err}).\n"
+            f"  Either train from scratch with --no-pretrained,\n"
+            f"  or copy {file_name} (from {weights.url}) to {hub_dir / file_name},\n"
+            f"  or pass it with --weights PATH."
+        ) from None
+    return _features_only(state)
+
+
+def _features_from_file(path: Path) -> dict:
+    if not path.is_file():
+        raise MRNetError(f"--weights {path}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise MRNetError(f"--weights {path}: not a readable torch state dict ({err})") from None
+    if not isinstance(state, dict):
+        raise MRNetError(f"--weights {path}: expected a torchvision AlexNet state dict")
+    features = _features_only(state)
+    expected = set(alexnet(weights=None).features.state_dict())
+    if set(features) != expected:
+        raise MRNetError(
+            f"--weights {path}: not a torchvision AlexNet state dict (expected keys like 'features.0.weight')"
+        )
+    return features

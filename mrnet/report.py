@@ -1,0 +1,199 @@
+"""The evaluation report: ROC figures, the metrics table in text and Markdown, and report.md.
+
+Only presentation: every number arrives computed (see evaluation.py and evaluate.py).
+Figures use matplotlib's object API with the Agg canvas, so no display is needed and
+pyplot's global state is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from .checkpoint import atomic_write
+
+MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"}
+
+# Bien et al. 2018, hidden test set (n = 120): context for the reader, not a like-for-like comparison.
+PAPER_TEST_AUC = {"abnormal": "0.937 (0.895-0.980)", "acl": "0.965 (0.938-0.993)", "meniscus": "0.847 (0.780-0.914)"}
+
+
+def plot_roc(task: str, labels: np.ndarray, scores: Mapping[str, np.ndarray], aucs: Mapping[str, float],
+             path: Path) -> Path:
+    """One figure per task: a ROC curve per plane model and the ensemble."""
+    figure = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], color="0.75", linewidth=1, label="chance")
+    for name, probs in scores.items():
+        if len(np.unique(labels)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, probs)
+        width = 2.2 if name == "ensemble" else 1.4
+        axes.plot(fpr, tpr, MODEL_STYLES.get(name, "-"), linewidth=width, label=f"{name} (AUC {_fmt(aucs[name])})")
+    axes.set_xlabel("1 - specificity (false positive rate)")
+    axes.set_ylabel("sensitivity (true positive rate)")
+    axes.set_title(f"{task}: ROC, n = {len(labels)} ({int(np.sum(labels))} positive)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.01)
+    axes.set_aspect("equal")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def auc_with_ci(row: Mapping) -> str:
+    if math.isnan(row["auc_ci_low"]):
+        return _fmt(row["auc"])
+    return f"{_fmt(row['auc'])} ({_fmt(row['auc_ci_low'])}-{_fmt(row['auc_ci_high'])})"
+
+
+def text_table(metrics: pd.DataFrame) -> str:
+    """The metrics as aligned console text: one line per task and model, then the means."""
+    head = (f"{'task':<10}{'model':<10}{'AUC (95% CI)':<24}{'thr':>7}{'sens':>7}{'spec':>7}{'acc':>7}"
+            f"  |{'sens.5':>7}{'spec.5':>7}{'acc.5':>7}")
+    lines = [head, "-" * len(head)]
+    for row in metrics[metrics["task"] != "mean"].to_dict("records"):
+        lines.append(
+            f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{_fmt(row['threshold_youden']):>7}"
+            f"{_fmt(row['sensitivity_youden']):>7}{_fmt(row['specificity_youden']):>7}{_fmt(row['accuracy_youden']):>7}"
+            f"  |{_fmt(row['sensitivity_at_0.5']):>7}{_fmt(row['specificity_at_0.5']):>7}{_fmt(row['accuracy_at_0.5']):>7}"
+        )
+    means = metrics[metrics["task"] == "mean"]
+    if len(means):
+        lines.append("-" * len(head))
+        lines.append(f"{'mean AUC':<10}" + "  ".join(f"{r['model']} {_fmt(r['auc'], 4)}" for r in means.to_dict("records")))
+    return "\n".join(lines)
+
+
+def markdown_table(metrics: pd.DataFrame) -> str:
+    rows = metrics[metrics["task"] != "mean"].to_dict("records")
+    lines = [
+        "| task | model | AUC (95 % CI) | threshold (train, Youden) | sensitivity | specificity | accuracy "
+        "| sensitivity @ 0.5 | specificity @ 0.5 | accuracy @ 0.5 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        name = f"**{row['model']}**" if row["model"] == "ensemble" else row["model"]
+        lines.append(
+            f"| {row['task']} | {name} | {auc_with_ci(row)} | {_fmt(row['threshold_youden'])} "
+            f"| {_fmt(row['sensitivity_youden'])} | {_fmt(row['specificity_youden'])} | {_fmt(row['accuracy_youden'])} "
+            f"| {_fmt(row['sensitivity_at_0.5'])} | {_fmt(row['specificity_at_0.5'])} | {_fmt(row['accuracy_at_0.5'])} |"
+        )
+    return "\n".join(lines)
+
+
+def mean_auc_table(metrics: pd.DataFrame) -> str:
+    means = metrics[metrics["task"] == "mean"]
+    models = list(means["model"])
+    lines = ["| " + " | ".join(models) + " |", "|" + "---|" * len(models),
+             "| " + " | ".join(_fmt(v, 4) for v in means["auc"]) + " |"]
+    return "\n".join(lines)
+
+
+@dataclass
+class ReportContent:
+    """What report.md shows besides the metrics; paths are files inside the report folder."""
+
+    split: str
+    n_exams: int
+    positives: dict[str, int]
+    tasks: list[str]
+    bootstrap: int
+    seed: int
+    models_dir: str
+    data_dir: str
+    competition_score: float
+    roc_figures: dict[str, Path] = field(default_factory=dict)
+    heatmaps: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, png)
+    notes: list[str] = field(default_factory=list)
+
+
+def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> str:
+    """report.md's text; images are linked relative to `folder` so the report can be moved whole."""
+    positives = ", ".join(f"{t} {content.positives[t]}" for t in content.tasks)
+    parts = [
+        "# MRNet evaluation report",
+        "",
+        f"Split **{content.split}**: {content.n_exams} exams (positives: {positives}). "
+        f"Models from `{content.models_dir}`, data from `{content.data_dir}`.",
+        "",
+        f"**Competition score (mean ensemble AUC over {len(content.tasks)} tasks): "
+        f"{_fmt(content.competition_score, 4)}**",
+        "",
+        "## Metrics",
+        "",
+        markdown_table(metrics),
+        "",
+        "Mean AUC over tasks:",
+        "",
+        mean_auc_table(metrics),
+        "",
+        "How to read it:",
+        f"- AUC intervals: percentile bootstrap over exams ({content.bootstrap} resamples drawn with replacement, "
+        f"seed {content.seed}; resamples holding one class are skipped). The same resampled exam sets serve every "
+        "model of a task, so intervals of planes and ensemble are comparable.",
+        "- The threshold is chosen on the **train** split by Youden's J (sensitivity + specificity - 1) on that "
+        "model's own train-split probabilities, then applied unchanged here (positive if probability >= "
+        "threshold). The 0.5 columns use a fixed threshold for comparison.",
+        "- For context, the paper's test-set AUCs (a different, hidden split): "
+        + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC) + ".",
+    ]
+    parts += [f"- {note}" for note in content.notes]
+    if content.roc_figures:
+        parts += ["", "## ROC curves", ""]
+        parts += [f"![ROC {task}]({_relative(path, folder)})" for task, path in content.roc_figures.items()]
+    if any(content.heatmaps.values()):
+        parts += [
+            "", "## Example heatmaps", "",
+            "Class activation maps of correctly ranked positive exams (the positives with the highest ensemble "
+            "probability), on the plane that shows each finding best. Each image is one of the slices that "
+            "contribute most to the plane model's logit; brighter colour = more evidence for the finding.",
+            "",
+        ]
+        for task, items in content.heatmaps.items():
+            if not items:
+                continue
+            parts += [f"### {task}", ""]
+            parts += [f"![{caption}]({_relative(path, folder)})" for caption, path in items]
+            parts.append("")
+    parts += [
+        "", "## Files", "",
+        "- `metrics.csv`: every number above, one row per task and model (plus the means).",
+        "- `predictions.csv`: the competition format: no header, one row per exam in case order, columns "
+        "abnormal, acl, meniscus (ensemble probabilities).",
+        "- `predictions_with_ids.csv`: the same with a header, the case ids and the labels.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return Path(os.path.relpath(path, folder)).as_posix()
+
+
+def write_report(path: Path, metrics: pd.DataFrame, content: ReportContent) -> Path:
+    text = render_markdown(metrics, content, path.parent)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def save_csv(path: Path, table: pd.DataFrame, header: bool = True) -> Path:
+    """Full float precision: rounding could tie nearly equal probabilities and change an AUC scored from the file."""
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, header=header))
+    return path

@@ -1,0 +1,12 @@
+"""Predict new exams: python scripts/predict.py --axial A.npy --coronal C.npy --sagittal S.npy"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mrnet.errors import run_cli  # noqa: E402
+from mrnet.predict import main  # noqa: E402
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,12 @@
+"""Train one per-plane MRNet model: python scripts/train_plane.py --task acl --plane sagittal"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mrnet.errors import run_cli  # noqa: E402
+from mrnet.train import main  # noqa: E402
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,114 @@
+"""The real commands, run as a user runs them: synthetic data -> nine models -> ensembles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, folder_snapshot, write_tiny_layout
+from mrnet import train as train_module
+from mrnet.checkpoint import load_checkpoint
+from mrnet.train import TrainConfig, train
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu"]
+
+
+def test_synthetic_data_to_auc_table(tmp_path):
+    data, models = tmp_path / "data", tmp_path / "models"
+    made = run("make_synthetic.py", "--out", str(data), "--train", "16", "--valid", "12", "--size", "64",
+               "--slices", "3", "5", "--seed", "1")
+    assert made.returncode == 0, made.stderr
+    trained = run("train_all.py", "--data-dir", str(data), "--output-dir", str(models), "--epochs", "1", *FAST)
+    assert trained.returncode == 0, trained.stderr
+    table = pd.read_csv(models / "auc_table.csv")
+    assert table["task"].tolist() == ["abnormal", "acl", "meniscus"]
+    assert list(table.columns) == ["task", "axial", "coronal", "sagittal", "ensemble"]
+    assert "Validation AUC" in trained.stdout
+    for task in ("abnormal", "acl", "meniscus"):
+        assert (models / f"ensemble-{task}.joblib").is_file()
+        for plane in ("axial", "coronal", "sagittal"):
+            assert (models / f"{task}-{plane}" / "best.pt").is_file()
+
+    again = run("train_all.py", "--data-dir", str(data), "--output-dir", str(models), "--epochs", "1", *FAST)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("finished checkpoint exists, skipped") == 9
+
+    meta = run("train_meta.py", "--data-dir", str(data), "--output-dir", str(models), "--device", "cpu")
+    assert meta.returncode == 0, meta.stderr
+    assert pd.read_csv(models / "auc_table.csv").equals(table)
+
+
+def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+
+    def interrupt_after_checkpoint(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "write_metrics_csv", interrupt_after_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            train(TrainConfig(task="acl", plane="axial", data_dir=str(tiny_data), output_dir=str(models),
+                              epochs=2, lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
+    assert load_checkpoint(models / "acl-axial" / "last.pt")["epoch"] == 1
+
+    result = run("train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(models), "--epochs", "2",
+                 "--tasks", "acl", "--planes", "axial", "coronal", "--skip-meta", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert "acl-axial: resuming after epoch 1" in result.stdout
+    assert len(pd.read_csv(models / "acl-axial" / "metrics.csv")) == 2
+    assert len(pd.read_csv(models / "acl-coronal" / "metrics.csv")) == 2
+
+
+def break_dataset(data: Path) -> None:
+    """The two problems of README's example: a cut-short download and a header line."""
+    path = data / "train" / "sagittal" / "0004.npy"
+    path.write_bytes(path.read_bytes()[:300])
+    text = (data / "valid-acl.csv").read_text()
+    (data / "valid-acl.csv").write_text("case,label\n" + text)
+
+
+@pytest.mark.parametrize("script,extra", [
+    ("train_plane.py", ["--task", "acl", "--plane", "sagittal", "--epochs", "1"]),
+    ("train_all.py", ["--epochs", "1"]),
+])
+def test_bad_data_gives_one_message_and_writes_nothing(tiny_data, tmp_path, script, extra):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "keep.txt").write_text("earlier work")
+    before = folder_snapshot(models)
+    break_dataset(tiny_data)
+    result = run(script, "--data-dir", str(tiny_data), "--output-dir", str(models), *extra, *FAST)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "train/sagittal/0004.npy: truncated or corrupt" in result.stderr
+    assert "valid-acl.csv, line 1" in result.stderr and "header" in result.stderr
+    assert folder_snapshot(models) == before
+
+
+def test_train_meta_on_bad_data_and_missing_models(tmp_path):
+    data = write_tiny_layout(tmp_path / "data")
+    result = run("train_meta.py", "--data-dir", str(data), "--output-dir", str(tmp_path / "empty"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no checkpoint" in result.stderr and "acl-sagittal" in result.stderr
+
+
+def test_bad_arguments_are_named(tiny_data, tmp_path):
+    result = run("train_plane.py", "--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data),
+                 "--output-dir", str(tmp_path / "m"), "--epochs", "0", "--no-pretrained")
+    assert result.returncode == 2 and "--epochs 0" in result.stderr and "Traceback" not in result.stderr
+    result = run("train_plane.py", "--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data),
+                 "--output-dir", str(tmp_path / "m"), "--device", "cuda", "--no-pretrained")
+    if "no CUDA device" in result.stderr:
+        assert result.returncode == 2 and "Traceback" not in result.stderr

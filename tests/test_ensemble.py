@@ -1,0 +1,120 @@
+"""The stacked ensemble: merged on case id, fitted as the paper does, saved with its version."""
+
+from __future__ import annotations
+
+import warnings
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_tiny_layout
+from mrnet.ensemble import (
+    MetaConfig, ensemble_path, fit_stacker, load_ensemble, merge_on_case, run_meta, save_ensemble,
+)
+from mrnet.errors import MRNetError
+from mrnet.train import TrainConfig, train
+
+
+def known_probabilities(n: int, seed: int) -> pd.DataFrame:
+    """Sagittal carries the signal, coronal a little, axial none."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return pd.DataFrame({
+        "case": [f"{i:04d}" for i in range(n)],
+        "label": labels,
+        "axial": rng.random(n),
+        "coronal": np.clip(0.3 * labels + 0.7 * rng.random(n), 0, 1),
+        "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
+    })
+
+
+def test_stacker_on_known_probabilities_weights_the_informative_plane():
+    train, valid = known_probabilities(200, 0), known_probabilities(100, 1)
+    model, probs = fit_stacker(train, valid, "train", folds=5, seed=0)
+    coef = dict(zip(["axial", "coronal", "sagittal"], model.coef_[0]))
+    assert coef["sagittal"] > coef["coronal"] > abs(coef["axial"])
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(valid["label"], probs) > 0.95
+
+
+def test_cross_validated_fit_scores_each_exam_out_of_fold():
+    valid = known_probabilities(60, 2)
+    final, out_of_fold = fit_stacker(None, valid, "valid-cv", folds=5, seed=0)
+    in_sample = final.predict_proba(valid[["axial", "coronal", "sagittal"]].to_numpy())[:, 1]
+    assert out_of_fold.shape == (60,) and not np.allclose(out_of_fold, in_sample)
+
+
+def test_merge_is_by_case_not_position():
+    a = pd.DataFrame({"case": ["0001", "0002", "0003"], "label": [0, 1, 0], "axial": [0.1, 0.2, 0.3]})
+    b = pd.DataFrame({"case": ["0003", "0001", "0002"], "label": [0, 0, 1], "coronal": [0.9, 0.7, 0.8]})
+    merged = merge_on_case([a, b])
+    assert merged.set_index("case").loc["0003", "coronal"] == 0.9
+    assert merged.set_index("case").loc["0001", "coronal"] == 0.7
+
+
+def test_merge_refuses_mismatched_cases():
+    a = pd.DataFrame({"case": ["0001", "0002"], "label": [0, 1], "axial": [0.1, 0.2]})
+    b = pd.DataFrame({"case": ["0001", "0009"], "label": [0, 1], "coronal": [0.1, 0.2]})
+    with pytest.raises(MRNetError, match="different cases"):
+        merge_on_case([a, b])
+
+
+def test_version_mismatch_warns(tmp_path):
+    model, _ = fit_stacker(known_probabilities(50, 0), known_probabilities(20, 1), "train", 5, 0)
+    path = tmp_path / "ensemble-acl.joblib"
+    save_ensemble(path, model, "acl", "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_ensemble(path)["task"] == "acl"  # same version: silent
+    bundle = joblib.load(path)
+    bundle["sklearn_version"] = "0.24.0"
+    joblib.dump(bundle, path)
+    with pytest.warns(UserWarning, match="saved with scikit-learn 0.24.0"):
+        load_ensemble(path)
+
+
+def test_not_an_ensemble_file(tmp_path):
+    (tmp_path / "x.joblib").write_text("nope")
+    with pytest.raises(MRNetError, match="x.joblib"):
+        load_ensemble(tmp_path / "x.joblib")
+
+
+@pytest.fixture(scope="module")
+def acl_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ens")
+    data = write_tiny_layout(root / "data")
+    out = root / "models"
+    for plane in ("axial", "coronal", "sagittal"):
+        train(TrainConfig(task="acl", plane=plane, data_dir=str(data), output_dir=str(out), epochs=2,
+                          lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
+    return data, out
+
+
+def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, capsys):
+    data, out = acl_models
+    table = run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), device="cpu"))
+    printed = capsys.readouterr().out
+    assert "abnormal: no checkpoint" in printed and "meniscus-axial" in printed
+    assert table["task"].tolist() == ["acl"]
+    saved = pd.read_csv(out / "auc_table.csv")
+    assert list(saved.columns) == ["task", "axial", "coronal", "sagittal", "ensemble"]
+    assert ensemble_path(out, "acl").is_file()
+    per_plane = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
+    from sklearn.metrics import roc_auc_score
+    assert saved.loc[0, "sagittal"] == pytest.approx(roc_auc_score(per_plane["label"], per_plane["prob"]), abs=1e-4)
+
+
+def test_meta_with_no_complete_task_is_a_clear_error(acl_models):
+    data, out = acl_models
+    with pytest.raises(MRNetError, match="no task has all three plane checkpoints"):
+        run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), tasks=["meniscus"], device="cpu"))
+
+
+def test_meta_valid_cv(acl_models):
+    data, out = acl_models
+    table = run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), tasks=["acl"], fit_on="valid-cv",
+                                folds=3, device="cpu"))
+    assert 0.0 <= table.loc[0, "ensemble"] <= 1.0
+    assert load_ensemble(ensemble_path(out, "acl"))["fit_on"] == "valid-cv"

@@ -1,0 +1,162 @@
+"""Evaluation metrics on hand examples, and the evaluate command end to end on tiny trained models."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mrnet import PLANES, TASKS
+from mrnet.evaluate import EvalConfig, run_evaluate
+from mrnet.evaluation import (
+    auc_rows, bootstrap_auc, bootstrap_indices, competition_score, operating_point, youden_threshold,
+)
+from mrnet.errors import MRNetError
+from tiny_models import trained_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- metrics by hand
+
+def test_rank_auc_equals_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, size=(20, 30))
+    scores = np.round(rng.random((20, 30)), 1)  # rounding creates ties
+    expected = [roc_auc_score(y, s) for y, s in zip(labels, scores)]
+    assert np.allclose(auc_rows(labels, scores), expected)
+
+
+def test_rank_auc_is_nan_for_one_class_rows():
+    assert math.isnan(auc_rows(np.ones((1, 4)), np.arange(4.0))[0])
+
+
+def test_bootstrap_interval_brackets_point_estimate():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 40)
+    scores = labels * 0.8 + rng.normal(0, 0.6, size=80)
+    interval = bootstrap_auc(labels, scores, bootstrap_indices(80, 1000, np.random.default_rng(0)))
+    assert interval.low < interval.auc < interval.high
+    assert interval.auc == pytest.approx(roc_auc_score(labels, scores))
+    assert 0 < interval.high - interval.low < 0.5
+    assert interval.used == 1000
+
+
+def test_bootstrap_is_seeded_and_skips_one_class_resamples():
+    labels = np.array([1] + [0] * 9)  # one positive: many resamples miss it
+    scores = np.linspace(0, 1, 10)[::-1]
+    first = bootstrap_auc(labels, scores, bootstrap_indices(10, 500, np.random.default_rng(3)))
+    again = bootstrap_auc(labels, scores, bootstrap_indices(10, 500, np.random.default_rng(3)))
+    assert first == again
+    assert 0 < first.used < 500  # the resamples without the positive were skipped, not scored 0.5
+
+
+def test_youden_threshold_on_hand_example():
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.55, 0.6, 0.7, 0.9])
+    # >= 0.6: sens 3/4, spec 4/4 -> J 0.75; >= 0.4: sens 4/4, spec 3/4 -> J 0.75; tie -> higher threshold
+    assert youden_threshold(labels, scores) == pytest.approx(0.6)
+    assert youden_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(0.8)
+    assert math.isnan(youden_threshold(np.zeros(4), np.arange(4.0)))
+
+
+def test_operating_point_on_hand_example():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    scores = np.array([0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.5, 0.5])
+    point = operating_point(labels, scores, 0.5)  # calls: 1 1 0 1 0 0 1 1
+    assert (point.true_positives, point.false_negatives, point.true_negatives, point.false_positives) == (3, 1, 2, 2)
+    assert point.sensitivity == pytest.approx(3 / 4)
+    assert point.specificity == pytest.approx(2 / 4)
+    assert point.accuracy == pytest.approx(5 / 8)
+
+
+def test_competition_score_is_mean_column_auc():
+    labels = {"abnormal": np.array([0, 1, 1, 1]), "acl": np.array([0, 0, 1, 1]), "meniscus": np.array([1, 0, 1, 0])}
+    probs = np.array([[0.2, 0.1, 0.9], [0.8, 0.2, 0.1], [0.7, 0.9, 0.8], [0.9, 0.6, 0.3]])
+    expected = np.mean([roc_auc_score(labels[t], probs[:, i]) for i, t in enumerate(TASKS)])
+    assert competition_score(labels, probs) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- the command
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return trained_models(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def report(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    cfg = EvalConfig(data_dir=str(tiny.data_dir), models_dir=str(tiny.models_dir), out=str(out),
+                     bootstrap=200, device="cpu", heatmap_exams=1)
+    return out, run_evaluate(cfg)
+
+
+def read_valid_labels(data_dir: Path, task: str) -> pd.Series:
+    table = pd.read_csv(data_dir / f"valid-{task}.csv", header=None, names=["case", "label"], dtype={"case": str})
+    return table.set_index("case")["label"]
+
+
+def test_report_aucs_equal_auc_table_from_training(tiny, report):
+    _, metrics = report
+    auc_table = pd.read_csv(tiny.models_dir / "auc_table.csv").set_index("task")
+    for task in TASKS:
+        for model in (*PLANES, "ensemble"):
+            row = metrics[(metrics["task"] == task) & (metrics["model"] == model)].iloc[0]
+            assert row["auc"] == pytest.approx(auc_table.loc[task, model], abs=5e-5)  # the table keeps 4 decimals
+
+
+def test_competition_file_format_and_score(tiny, report):
+    out, metrics = report
+    competition = pd.read_csv(out / "predictions.csv", header=None)
+    with_ids = pd.read_csv(out / "predictions_with_ids.csv", dtype={"case": str})
+    assert competition.shape == (10, 3)
+    assert competition.map(lambda v: isinstance(v, float)).all().all()  # no header row was read as data
+    assert list(with_ids["case"]) == sorted(with_ids["case"])
+    assert np.allclose(competition.to_numpy(), with_ids[list(TASKS)].to_numpy(), atol=1e-6)
+
+    labels = {t: read_valid_labels(tiny.data_dir, t).loc[with_ids["case"]].to_numpy() for t in TASKS}
+    scored = competition_score(labels, competition.to_numpy())
+    reported = metrics[(metrics["task"] == "mean") & (metrics["model"] == "ensemble")]["auc"].iloc[0]
+    assert scored == pytest.approx(reported, abs=1e-5)
+
+
+def test_report_files_and_links(report):
+    out, metrics = report
+    text = (out / "report.md").read_text()
+    for task in TASKS:
+        assert (out / f"roc-{task}.png").stat().st_size > 0
+        assert f"(roc-{task}.png)" in text
+    heatmaps = sorted((out / "heatmaps").glob("*.png"))
+    assert heatmaps and all(f"(heatmaps/{p.name})" in text for p in heatmaps)
+    assert (out / "evaluate_config.json").is_file()
+    saved = pd.read_csv(out / "metrics.csv")
+    assert set(saved["model"]) == {*PLANES, "ensemble"}
+    assert len(saved) == len(metrics) == 3 * 4 + 4
+    per_model = saved[saved["task"] != "mean"]
+    assert per_model[["sensitivity_youden", "specificity_youden", "accuracy_youden"]].notna().all().all()
+
+
+def test_missing_models_is_a_clear_error(tiny, tmp_path):
+    cfg = EvalConfig(data_dir=str(tiny.data_dir), models_dir=str(tmp_path / "nothing"), device="cpu")
+    with pytest.raises(MRNetError, match="models folder"):
+        run_evaluate(cfg)
+
+
+def test_evaluate_script_runs(tiny, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data-dir", str(tiny.data_dir),
+         "--models-dir", str(tiny.models_dir), "--out", str(tmp_path / "r"), "--bootstrap", "50",
+         "--device", "cpu", "--tasks", "acl", "--heatmap-exams", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "competition" in result.stdout and "acl" in result.stdout
+    assert not (tmp_path / "r" / "predictions.csv").exists()  # one task: no competition file
+    assert (tmp_path / "r" / "report.md").is_file()

@@ -1,0 +1,85 @@
+"""The MRNet model: shapes, batched equals one-by-one, and the pretrained-weights paths."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+from torchvision.models import alexnet
+
+from mrnet import model as model_module
+from mrnet.errors import MRNetError
+from mrnet.model import MRNet, build_model
+
+
+@pytest.mark.parametrize("slices", [1, 3, 17])
+def test_one_logit_for_any_slice_count(slices):
+    torch.manual_seed(0)
+    net = MRNet().eval()
+    with torch.inference_mode():
+        out = net(torch.randn(slices, 3, 64, 64))
+    assert out.shape == (1,)
+
+
+def test_accepts_256_px_slices():
+    with torch.inference_mode():
+        assert MRNet().eval()(torch.randn(2, 3, 256, 256)).shape == (1,)
+
+
+def test_batched_exams_equal_one_at_a_time():
+    torch.manual_seed(0)
+    net = MRNet().eval()
+    exams = [torch.randn(s, 3, 64, 64) for s in (3, 5, 2)]
+    with torch.inference_mode():
+        single = torch.cat([net(x) for x in exams])
+        batched = net.forward_exams(torch.cat(exams), [3, 5, 2])
+    assert batched.shape == (3,)
+    assert torch.allclose(single, batched, atol=1e-5)
+
+
+def test_max_over_slices_ignores_slice_order():
+    torch.manual_seed(0)
+    net = MRNet().eval()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(net(x), net(x.flip(0)), atol=1e-6)
+
+
+def test_download_failure_gives_a_way_out(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(model_module.AlexNet_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        lambda self, *a, **k: offline())
+    with pytest.raises(MRNetError) as err:
+        build_model(pretrained=True)
+    message = str(err.value)
+    assert "--no-pretrained" in message and "alexnet-owt-7be5be79.pth" in message and "--weights" in message
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    torch.manual_seed(1)
+    reference = alexnet(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "alexnet.pth")
+    net = build_model(weights_path=str(tmp_path / "alexnet.pth"))
+    assert torch.equal(net.features[0].weight, reference.features[0].weight)
+
+
+def test_bad_weights_files_are_named(tmp_path):
+    with pytest.raises(MRNetError, match="not found"):
+        build_model(weights_path=str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(MRNetError, match="junk.pth"):
+        build_model(weights_path=str(tmp_path / "junk.pth"))
+    torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(MRNetError, match="not a torchvision AlexNet"):
+        build_model(weights_path=str(tmp_path / "other.pth"))
+
+
+def test_from_scratch_init_is_seeded():
+    torch.manual_seed(3)
+    a = build_model(pretrained=False)
+    torch.manual_seed(3)
+    b = build_model(pretrained=False)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -1,0 +1,29 @@
+"""train_all: command lines handed to workers, and models spread over several devices."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mrnet.sweep import train_plane_argv
+from mrnet.train import TrainConfig, config_from_args, get_args_parser
+from test_end_to_end import FAST, run
+
+
+def test_worker_command_line_rebuilds_the_same_config():
+    cfg = TrainConfig(task="meniscus", plane="coronal", data_dir="d", output_dir="o", epochs=3, lr=2e-4,
+                      pretrained=False, augment=False, channels_last=True, seed=5, resume=True)
+    explicit = {"epochs", "lr", "pretrained", "augment", "channels_last", "seed"}
+    argv = train_plane_argv(cfg, explicit, "cuda:1")
+    parsed, _ = config_from_args(get_args_parser().parse_args(argv[2:]))
+    assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
+
+
+def test_models_spread_over_two_workers(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    result = run("train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(models), "--epochs", "1",
+                 "--tasks", "acl", "--devices", "cpu", "cpu", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("done on cpu") == 3
+    for plane in ("axial", "coronal", "sagittal"):
+        assert "reached --epochs 1" in (models / f"acl-{plane}" / "train.log").read_text()
+    assert pd.read_csv(models / "auc_table.csv")["task"].tolist() == ["acl"]

@@ -19,7 +19,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) scripts/make_synthetic.py --out $(DEMO_DATA) --train 200 --valid 100 --size 64 --slices 8 14 --seed 0 --overwrite
 	$(PY) scripts/train_all.py --data-dir $(DEMO_DATA) --output-dir $(DEMO_MODELS) --no-pretrained \
-		--epochs 8 --lr 1e-4 --weight-decay 1e-4 --patience 0 --seed 0 --overwrite
+		--epochs 8 --lr 1e-4 --weight-decay 1e-4 --no-augment --patience 0 --seed 0 --overwrite
 
 test: setup
 	$(PY) -m pytest -q

@@ -71,7 +71,22 @@ def build_model(pretrained: bool = True, weights_path: str | None = None) -> MRN
         model.features.load_state_dict(_features_from_file(Path(weights_path)))
     elif pretrained:
         model.features.load_state_dict(_features_from_torchvision())
+    else:
+        init_from_scratch(model.features)
     return model
+
+
+def init_from_scratch(features: nn.Sequential) -> None:
+    """He initialisation for the ReLU convolutions of an AlexNet trained without ImageNet weights.
+
+    torchvision leaves AlexNet's convolutions at PyTorch's default init, which shrinks the
+    signal layer by layer: five layers deep the per-slice features are nearly constant and a
+    from-scratch run sits for epochs at the constant-prediction loss before it starts to learn.
+    """
+    for layer in features:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
 
 
 def _features_only(state: dict) -> dict:

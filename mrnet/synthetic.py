@@ -15,8 +15,9 @@ looks different in each of them for the same reasons it does in real scans: its 
 relative to the slice direction (partial volume over thick slices) and its contrast in that
 sequence. An ACL tear (a gap in an oblique band that lies in the sagittal plane, with
 edema that is bright on T2-FS) is best seen on sagittal series; a meniscal tear (a cleft
-through the dark meniscus body that runs along the slice direction of coronal series and
-has intermediate signal on short-TE T1) is best seen on coronal series. Every abnormal
+through the dark meniscus body that runs along the slice direction of coronal series, in a
+torn segment whose fibrocartilage lights up on the short-TE coronal T1 and stays dark on
+the long-TE fat-saturated series) is best seen on coronal series. Every abnormal
 exam also carries an effusion, a bone bruise and/or a cartilage defect, visible in all
 planes, so that `abnormal` is more than "ACL or meniscus".
 
@@ -89,12 +90,13 @@ class Tissue(IntEnum):
     ACL_TEAR = 13
     MENISCAL_TEAR = 14
     MENISCAL_FRAGMENT = 15
+    MENISCAL_SIGNAL = 16  # intrasubstance signal along a torn segment
 
 
 # Finding name -> the tissue classes it plants.
 FINDING_TISSUES: dict[str, tuple[Tissue, ...]] = {
     "acl_tear": (Tissue.ACL_TEAR,),
-    "meniscal_tear": (Tissue.MENISCAL_TEAR, Tissue.MENISCAL_FRAGMENT),
+    "meniscal_tear": (Tissue.MENISCAL_TEAR, Tissue.MENISCAL_FRAGMENT, Tissue.MENISCAL_SIGNAL),
     "effusion": (Tissue.EFFUSION,),
     "bone_bruise": (Tissue.BONE_BRUISE,),
     "cartilage_defect": (Tissue.CARTILAGE_DEFECT,),
@@ -112,26 +114,29 @@ SOFT = (Tissue.FAT, Tissue.MUSCLE, Tissue.FLUID, Tissue.EFFUSION)
 # Relative signal of each tissue per series (before per-exam jitter), chosen like the real
 # sequences: sagittal T2 fat-sat (fluid/edema bright, fat dark), coronal T1 (fat/marrow
 # bright, fluid dark grey, short-TE meniscal signal intermediate), axial PD fat-sat (fluid
-# bright). Lesion rows are where the plane dependence of the findings is set.
+# bright). Lesion rows are where the plane dependence of the findings is set. The torn
+# meniscal segment (MENISCAL_SIGNAL) is deliberately brighter on coronal T1 than any real
+# tear: a meniscus is a few pixels tall at the demo's 64 px, and at a realistic signal a
+# small AlexNet trained from scratch for a few epochs does not find it at all.
 _T = Tissue
 BASE_CONTRAST: dict[str, dict[Tissue, float]] = {
     "sagittal": {
         _T.AIR: 0.0, _T.FAT: 0.2, _T.MUSCLE: 0.32, _T.CORTEX: 0.03, _T.MARROW: 0.19,
         _T.CARTILAGE: 0.45, _T.FLUID: 0.95, _T.LIGAMENT: 0.05, _T.MENISCUS: 0.05, _T.VESSEL: 0.07,
         _T.EFFUSION: 0.95, _T.BONE_BRUISE: 0.75, _T.CARTILAGE_DEFECT: 0.92,
-        _T.ACL_TEAR: 0.88, _T.MENISCAL_TEAR: 0.2, _T.MENISCAL_FRAGMENT: 0.05,
+        _T.ACL_TEAR: 0.88, _T.MENISCAL_TEAR: 0.2, _T.MENISCAL_FRAGMENT: 0.05, _T.MENISCAL_SIGNAL: 0.1,
     },
     "coronal": {
         _T.AIR: 0.0, _T.FAT: 0.92, _T.MUSCLE: 0.36, _T.CORTEX: 0.03, _T.MARROW: 0.86,
         _T.CARTILAGE: 0.42, _T.FLUID: 0.16, _T.LIGAMENT: 0.06, _T.MENISCUS: 0.05, _T.VESSEL: 0.06,
         _T.EFFUSION: 0.16, _T.BONE_BRUISE: 0.30, _T.CARTILAGE_DEFECT: 0.16,
-        _T.ACL_TEAR: 0.55, _T.MENISCAL_TEAR: 0.8, _T.MENISCAL_FRAGMENT: 0.05,
+        _T.ACL_TEAR: 0.55, _T.MENISCAL_TEAR: 0.8, _T.MENISCAL_FRAGMENT: 0.05, _T.MENISCAL_SIGNAL: 2.0,
     },
     "axial": {
         _T.AIR: 0.0, _T.FAT: 0.2, _T.MUSCLE: 0.33, _T.CORTEX: 0.03, _T.MARROW: 0.2,
         _T.CARTILAGE: 0.5, _T.FLUID: 0.90, _T.LIGAMENT: 0.06, _T.MENISCUS: 0.05, _T.VESSEL: 0.08,
         _T.EFFUSION: 0.90, _T.BONE_BRUISE: 0.62, _T.CARTILAGE_DEFECT: 0.85,
-        _T.ACL_TEAR: 0.2, _T.MENISCAL_TEAR: 0.14, _T.MENISCAL_FRAGMENT: 0.05,
+        _T.ACL_TEAR: 0.2, _T.MENISCAL_TEAR: 0.14, _T.MENISCAL_FRAGMENT: 0.05, _T.MENISCAL_SIGNAL: 0.08,
     },
 }
 
@@ -402,6 +407,22 @@ class MeniscalCleft:
 
 
 @dataclass(frozen=True)
+class MeniscalSegment:
+    """The arc of a meniscus around a tear, where the torn fibrocartilage carries signal."""
+
+    meniscus: Meniscus
+    arc_angle: float
+    arc_half_angle: float
+
+    def bbox(self) -> Box:
+        return self.meniscus.bbox()
+
+    def inside(self, x, y, z):
+        u, v, rho = self.meniscus.frame.polar(x, y)
+        return _within_arc(u, v, rho, self.arc_angle, self.arc_half_angle) & self.meniscus.inside(x, y, z)
+
+
+@dataclass(frozen=True)
 class Intersection:
     parts: tuple[Shape, ...]
 
@@ -603,7 +624,7 @@ def femur_layers(an: Anatomy) -> list[Layer]:
     notch = Notch(an.notch_half_width, 0.14, 0.3, 0.12, -0.6, -0.05)
     cartilage = [Intersection((c.grown(an.cartilage), *condyle_articular_region())) for c in condyles]
     cartilage.append(Intersection((shaft.grown(an.cartilage), Slab(1, 0.12, 1.0), Slab(2, 0.0, 0.4))))  # trochlea
-    layers = [Layer(Tissue.CARTILAGE, c, over=SOFT + (Tissue.MENISCUS, Tissue.MENISCAL_TEAR)) for c in cartilage]
+    layers = [Layer(Tissue.CARTILAGE, c, over=SOFT + (Tissue.MENISCUS, Tissue.MENISCAL_TEAR, Tissue.MENISCAL_SIGNAL)) for c in cartilage]
     layers += bone_layers([shaft, *condyles], [shaft.shrunk(CORTEX_THICKNESS),
                                                *(c.grown(-CORTEX_THICKNESS) for c in condyles)])
     layers.append(Layer(Tissue.CORTEX, Slab(2, 0.33, 0.343), over=(Tissue.MARROW,)))  # physeal scar
@@ -787,9 +808,13 @@ def meniscus_layers(an: Anatomy, tear: MeniscalTear | None) -> list[Layer]:
     m = shapes[tear.side]
     outward = math.pi if tear.side == "medial" else 0.0
     sign = 1.0 if tear.side == "medial" else -1.0  # posterior horn offsets turn towards -y on both sides
-    cleft = MeniscalCleft(m, tear.kind, outward + sign * tear.arc_offset, tear.arc_half_angle, tear.position,
-                          tear.thickness, tear.rho_end)
-    layers.append(Layer(Tissue.MENISCAL_TEAR, cleft, over=(Tissue.MENISCUS,)))
+    arc_angle = outward + sign * tear.arc_offset
+    cleft = MeniscalCleft(m, tear.kind, arc_angle, tear.arc_half_angle, tear.position, tear.thickness, tear.rho_end)
+    # Torn fibrocartilage around the cleft imbibes fluid: intermediate signal on short-TE
+    # (coronal T1) images, hardly any on long-TE fat-saturated ones (sagittal T2, axial PD).
+    segment = MeniscalSegment(m, arc_angle, tear.arc_half_angle)
+    layers.append(Layer(Tissue.MENISCAL_SIGNAL, segment, over=(Tissue.MENISCUS,)))
+    layers.append(Layer(Tissue.MENISCAL_TEAR, cleft, over=(Tissue.MENISCUS, Tissue.MENISCAL_SIGNAL)))
     if tear.fragment:  # a bucket-handle fragment flipped into the notch
         side = -1.0 if tear.side == "medial" else 1.0
         fragment = Ellipsoid((side * 0.035, tear.fragment_y, 0.035), (0.04, 0.12, 0.04))

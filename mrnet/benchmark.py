@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import copy
 import math
 import multiprocessing
 import os
@@ -81,11 +80,10 @@ class BenchConfig:
     mode: str = "both"
     project_only: bool = False
     amp: str = "auto"
-    channels_last: bool = False
+    channels_last: bool = True
     exams_per_step: int = 1
     eval_max_slices: int = 512
     compile: bool = False
-    fold_channels: bool = False
     threads: int | None = None
     isolate: bool = True  # each phase in a fresh process (clean peak memory); False: all in this one
     seed: int = 0
@@ -282,61 +280,18 @@ def reference_evaluate(model: nn.Module, exams: ExamSet, indices: Sequence[int],
 # ----------------------------------------------------------------------------- model options
 
 
-class SingleChannelConv(nn.Module):
-    """AlexNet's first convolution with its three input kernels summed into one.
-
-    The three input channels are copies of one grey slice, so conv(w, [x, x, x]) equals
-    conv(w_r + w_g + w_b, x): one channel does a third of the work of this layer. Exact for
-    inference; in training, Adam then steps the summed kernel instead of three equal ones.
-    """
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        self.conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              bias=conv.bias is not None)
-        with torch.no_grad():
-            self.conv.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
-            if conv.bias is not None:
-                self.conv.bias.copy_(conv.bias)
-
-    def forward(self, slices: torch.Tensor) -> torch.Tensor:
-        """(n, 3, H, W) with identical channels -> (n, 64, h, w)."""
-        return self.conv(slices[:, :1])
-
-
-def fold_input_channels(model: MRNet) -> MRNet:
-    model.features[0] = SingleChannelConv(model.features[0])
-    return model
-
-
-def folding_difference(model: MRNet, size: int, device: torch.device, slices: int = 4) -> float:
-    """Largest |difference| between the per-slice features (n, 256) of a model and of its folded copy.
-
-    Features rather than the logit: 256 numbers per slice show a discrepancy that one max-pooled
-    logit could hide.
-    """
-    folded = fold_input_channels(copy.deepcopy(model))
-    grey = torch.randn(slices, 1, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    exam = grey.expand(-1, 3, -1, -1)
-    with torch.inference_mode():
-        return float((model.eval().slice_features(exam) - folded.eval().slice_features(exam)).abs().max())
-
-
 def build_bench_model(cfg: BenchConfig, side: str, device: torch.device) -> tuple[MRNet, dict[str, Any]]:
     """The same initialisation on both sides; the project side also gets the requested options."""
     torch.manual_seed(cfg.seed)
     model = build_model(pretrained=False).to(device)  # weights do not change the speed; no download
     notes: dict[str, Any] = {}
     if side == "project":
-        if cfg.fold_channels:
-            notes["fold_max_abs_diff"] = folding_difference(model, cfg.size, device)
-            model = fold_input_channels(model)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if cfg.compile:
-            # Only the convolutions: engine calls forward_exams, which a compiled wrapper of the
-            # whole model would not cover. dynamic=True: slice counts vary from exam to exam.
-            model.features = torch.compile(model.features, dynamic=True)
+            # Only the convolutions: the per-exam max takes a Python list of slice counts, on
+            # which a compiled forward would recompile. dynamic=True: slice counts vary.
+            model.feature_maps = torch.compile(model.feature_maps, dynamic=True)
     return model, notes
 
 
@@ -603,8 +558,6 @@ def format_table(results: dict[str, Any]) -> str:
     if project is not None:
         lines.append(f"project cache: {project['cache_mb']:.0f} MB uint8 for these exams "
                      f"(read in {project['cache_seconds']:.2f} s, once per run); amp {project['amp_dtype']}")
-        if "fold_max_abs_diff" in project:
-            lines.append(f"folded conv1: max |feature difference| {project['fold_max_abs_diff']:.2e} (unfolded vs folded)")
     for mode, target in results["targets"].items():
         verdict = "met" if target["met"] else "NOT met"
         lines.append(f"target {mode}: >= {target['target']:.1f}x, measured {target['measured']:.2f}x: {verdict}")
@@ -635,14 +588,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default=d.mode, choices=MODES, help=f"what to measure (default {d.mode})")
     parser.add_argument("--project-only", action="store_true", help="skip the reference loop (for comparing options)")
     parser.add_argument("--amp", default=d.amp, choices=AMP_MODES, help="project side autocast (default auto)")
-    parser.add_argument("--channels-last", action="store_true", help="project side in channels_last memory format")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="project side in NCHW instead of the default channels_last")
     parser.add_argument("--exams-per-step", type=int, default=d.exams_per_step,
                         help=f"project side exams per optimiser step (default {d.exams_per_step})")
     parser.add_argument("--eval-max-slices", type=int, default=d.eval_max_slices,
                         help=f"project side slices per evaluation forward pass (default {d.eval_max_slices})")
     parser.add_argument("--compile", action="store_true", help="project side: torch.compile the convolutions")
-    parser.add_argument("--fold-channels", action="store_true",
-                        help="project side: sum conv1's kernels over the 3 identical input channels")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--in-process", dest="isolate", action="store_false",
                         help="run every phase in this process: starts faster, but memory freed by one phase "

@@ -19,7 +19,6 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
-from torch import nn
 
 from .device import to_device
 from .model import MRNet
@@ -27,14 +26,6 @@ from .transforms import preprocess
 
 COLORMAP = "inferno"
 OVERLAY_ALPHA = 0.45
-
-
-def _conv_and_final_pool(model: MRNet) -> tuple[nn.Module, nn.Module]:
-    """AlexNet's features end with a 3x3/2 max pool; split it off to reach the last conv layer's maps."""
-    layers = list(model.features.children())
-    if layers and isinstance(layers[-1], nn.MaxPool2d):
-        return nn.Sequential(*layers[:-1]), layers[-1]
-    return model.features, nn.Identity()
 
 
 @torch.inference_mode()
@@ -54,10 +45,9 @@ def class_activation_maps(model: MRNet, series: np.ndarray, device: torch.device
     bright CAM peak and still lose every feature's max to another slice.
     """
     model.eval()
-    conv, final_pool = _conv_and_final_pool(model)
-    views = preprocess(to_device(series, device))  # (s, 3, H, W)
-    maps = conv(views)  # (s, 256, h, w)
-    pooled = model.pool(final_pool(maps)).flatten(1)  # (s, 256), exactly what forward() pools
+    views = preprocess(to_device(series, device))  # (s, 1, H, W)
+    maps = model.feature_maps(views)  # (s, 256, h, w)
+    pooled = model.pool(model.features[-1](maps)).flatten(1)  # (s, 256), exactly what forward() pools
     weights = model.classifier.weight[0]  # (256,)
 
     cams = torch.einsum("c,schw->shw", weights, maps)  # (s, h, w)

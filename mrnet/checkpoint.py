@@ -27,7 +27,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,6 +45,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temporary_leftovers(folder: str | Path) -> list[Path]:
+    """Temporary files atomic_write left behind when its process was killed mid-write."""
+    return sorted(Path(folder).glob(f".*{TEMP_SUFFIX}"))
+
+
+def remove_temporary_leftovers(folder: str | Path) -> int:
+    """Delete them before a resumed run writes again; returns how many there were."""
+    leftovers = temporary_leftovers(folder)
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return len(leftovers)
 
 
 def _current_umask() -> int:

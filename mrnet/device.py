@@ -29,11 +29,28 @@ def describe(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes in bf16 natively (AVX512-BF16 or AMX), where oneDNN's bf16 kernels are fast.
+
+    Without those instructions bf16 is emulated and slower than fp32, so 'auto' keeps fp32.
+    """
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32.
 
-    'auto' uses bf16 on CUDA devices that support it and fp32 on the CPU, where bf16
-    autocast was measured to be slower (see README, 'Speed').
+    'auto' uses bf16 on CUDA devices that support it, and on CPUs with native bf16
+    instructions, where it was measured 1.7-1.9x faster than fp32 for training and
+    evaluation (see README, 'Speed'); elsewhere fp32.
     """
     if mode not in AMP_MODES:
         raise MRNetError(f"--amp {mode}: choose one of {', '.join(AMP_MODES)}")
@@ -41,6 +58,8 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
         return None
     if mode == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     if mode == "fp16" and device.type != "cuda":

@@ -27,7 +27,7 @@ from .device import AMP_MODES, describe, resolve_amp, resolve_device
 from .engine import predict_logits, sigmoid
 from .errors import MRNetError
 from .metrics import auc_or_nan, has_both_classes
-from .model import MRNet
+from .model import MRNet, model_for_inference
 from .runinfo import environment, plain, write_json
 
 FIT_ON = ("train", "valid-cv")
@@ -71,9 +71,7 @@ def tasks_with_all_planes(models_dir: str | Path, tasks: Sequence[str]) -> tuple
 
 def load_plane_model(models_dir: str | Path, task: str, plane: str, device) -> MRNet:
     ckpt = load_checkpoint(checkpoint_path(models_dir, task, plane), task, plane)
-    model = MRNet()
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval()
+    return model_for_inference(ckpt["model"], device)
 
 
 def plane_probabilities(cfg: MetaConfig, tasks: Sequence[str], splits: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:

@@ -26,7 +26,7 @@ from .device import AMP_MODES, describe, resolve_amp, resolve_device
 from .engine import predict_logits, sigmoid
 from .ensemble import checkpoint_path, ensemble_path, ensemble_probabilities, load_ensemble
 from .errors import MRNetError
-from .model import MRNet
+from .model import MRNet, model_for_inference
 from .runinfo import environment, plain, write_json
 
 DEFAULT_IMAGE_SIZE = 256  # MRNet-v1.0's slice size, assumed for checkpoints that do not record theirs
@@ -236,25 +236,11 @@ def ready_tasks(models_dir: Path, tasks: Sequence[str]) -> tuple[list[str], list
     return ready, skipped
 
 
-def model_from_state(state: dict[str, torch.Tensor], device: torch.device) -> MRNet:
-    """An MRNet holding a checkpoint's weights, built without a random initialisation.
-
-    Initialising an MRNet draws weights for all of torchvision's AlexNet, whose 58M-parameter
-    classifier is then dropped: about 0.3 s per model, 2.7 s for nine, more than scoring a
-    small exam takes. On the meta device nothing is drawn; the checkpoint's tensors are then
-    assigned in place of the empty ones.
-    """
-    with torch.device("meta"):
-        model = MRNet()
-    model.load_state_dict(state, assign=True)
-    return model.to(device).eval()
-
-
 def load_task_models(models_dir: Path, task: str, device: torch.device, image_size: int | None) -> TaskModels:
     models, sizes = {}, {}
     for plane in PLANES:
         ckpt = load_checkpoint(checkpoint_path(models_dir, task, plane), task, plane)
-        models[plane] = model_from_state(ckpt["model"], device)
+        models[plane] = model_for_inference(ckpt["model"], device)
         sizes[plane] = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
     return TaskModels(task, models, sizes, load_ensemble(ensemble_path(models_dir, task)))
 

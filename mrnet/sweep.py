@@ -78,7 +78,7 @@ def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[dict[s
 
 # ----------------------------------------------------------------------------- several devices
 
-FLAG_OF = {"pretrained": "--no-pretrained", "augment": "--no-augment", "channels_last": "--channels-last",
+FLAG_OF = {"pretrained": "--no-pretrained", "augment": "--no-augment", "channels_last": "--no-channels-last",
            "overwrite": "--overwrite", "resume": "--resume"}
 
 

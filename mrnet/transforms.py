@@ -32,13 +32,17 @@ def scale_series(series: torch.Tensor) -> torch.Tensor:
 
 
 def normalise(scaled: torch.Tensor) -> torch.Tensor:
-    """float (..., s, H, W) in [0, 255] -> (s, 3, H, W), ImageNet-style 3 identical channels."""
-    x = (scaled - MRNET_MEAN) / MRNET_STD
-    return x.unsqueeze(-3).expand(*x.shape[:-2], 3, *x.shape[-2:])
+    """float (s, H, W) in [0, 255] -> (s, 1, H, W) standardised with the MRNet baseline's statistics.
+
+    One grey channel: the model treats it as the baseline's three identical channels by
+    summing its first convolution's kernels over them (see MRNet.feature_maps), which gives
+    the same numbers without copying every slice three times.
+    """
+    return ((scaled - MRNET_MEAN) / MRNET_STD).unsqueeze(-3)
 
 
 def preprocess(series: torch.Tensor) -> torch.Tensor:
-    """Deterministic path (evaluation, prediction): uint8 (s, H, W) -> float (s, 3, H, W)."""
+    """Deterministic path (evaluation, prediction): uint8 (s, H, W) -> float (s, 1, H, W)."""
     return normalise(scale_series(series))
 
 
@@ -155,7 +159,7 @@ def warp(scaled: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 
 def train_view(series: torch.Tensor, augment: SeriesAugment | None) -> torch.Tensor:
-    """Training path: uint8 (s, H, W) -> float (s, 3, H, W), augmented when `augment` is set."""
+    """Training path: uint8 (s, H, W) -> float (s, 1, H, W), augmented when `augment` is set."""
     scaled = scale_series(series)
     if augment is not None:
         scaled = augment(scaled)

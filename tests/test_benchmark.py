@@ -20,9 +20,8 @@ def test_benchmark_writes_rates_for_every_phase(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     threads_before = torch.get_num_threads()
     # In-process keeps the test short (a fresh process per phase costs a torch import each);
-    # --fold-channels also checks that the folded first convolution gives the same logits.
     main(["--device", "cpu", "--exams", "4", "--size", "64", "--slices", "4", "8", "--warmup", "1",
-          "--threads", "1", "--in-process", "--fold-channels", "--json", str(out)])
+          "--threads", "1", "--in-process", "--json", str(out)])
 
     results = json.loads(out.read_text())
     assert set(results["phases"]) == PHASES
@@ -36,5 +35,4 @@ def test_benchmark_writes_rates_for_every_phase(tmp_path: Path) -> None:
     assert set(results["targets"]) == {"train", "eval"}
     assert results["device"]["type"] == "cpu" and results["device"]["name"]
     assert results["data"]["size"] == 64 and 4 <= results["data"]["slices_min"] <= results["data"]["slices_max"] <= 8
-    assert results["phases"]["project_train"]["fold_max_abs_diff"] < 1e-4
     assert torch.get_num_threads() == threads_before  # --threads must not leak out of an in-process run

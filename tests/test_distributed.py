@@ -16,7 +16,7 @@ from mrnet.checkpoint import load_checkpoint
 from mrnet.data import check_and_load
 from mrnet.distributed import Ranks, shard
 from mrnet.engine import predict_logits, sigmoid
-from mrnet.model import MRNet
+from mrnet.model import model_for_inference
 
 
 def test_shards_are_equal_sized_and_cover_every_exam():
@@ -50,8 +50,8 @@ def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
     gathered = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
-    model = MRNet()
-    model.load_state_dict(load_checkpoint(out / "acl-sagittal" / "best.pt", "acl", "sagittal")["model"])
+    model = model_for_inference(load_checkpoint(out / "acl-sagittal" / "best.pt", "acl", "sagittal")["model"],
+                                torch.device("cpu"))
     valid = check_and_load(tiny_data, ("acl",), ("sagittal",), ("valid",))[("valid", "sagittal")]
     single = sigmoid(predict_logits(model, [valid.series[c] for c in valid.cases], torch.device("cpu")))
     assert gathered["case"].tolist() == valid.cases

@@ -6,9 +6,8 @@ import urllib.error
 
 import pytest
 import torch
-from torchvision.models import alexnet
+from torchvision.models import AlexNet_Weights, alexnet
 
-from mrnet import model as model_module
 from mrnet.errors import MRNetError
 from mrnet.model import MRNet, build_model
 
@@ -38,6 +37,25 @@ def test_batched_exams_equal_one_at_a_time():
     assert torch.allclose(single, batched, atol=1e-5)
 
 
+def test_grey_input_equals_three_identical_channels_forward_and_backward():
+    """The folded first convolution is the baseline's 3-channel model, gradients included."""
+    torch.manual_seed(0)
+    net = build_model(pretrained=False)
+    grey = torch.randn(4, 1, 64, 64)
+    results = []
+    for x in (grey, grey.expand(-1, 3, -1, -1)):
+        net.zero_grad()
+        logit = net(x)
+        logit.sum().backward()
+        results.append((logit.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (logit_1, grads_1), (logit_3, grads_3) = results
+    assert torch.allclose(logit_1, logit_3, atol=1e-5)
+    for name in grads_3:
+        assert torch.allclose(grads_1[name], grads_3[name], rtol=1e-4, atol=1e-6), name
+    colour_grads = grads_1["features.0.weight"]  # (64, 3, 11, 11): every colour kernel gets the same update
+    assert torch.equal(colour_grads[:, 0], colour_grads[:, 1]) and torch.equal(colour_grads[:, 1], colour_grads[:, 2])
+
+
 def test_max_over_slices_ignores_slice_order():
     torch.manual_seed(0)
     net = MRNet().eval()
@@ -46,11 +64,22 @@ def test_max_over_slices_ignores_slice_order():
         assert torch.allclose(net(x), net(x.flip(0)), atol=1e-6)
 
 
+def test_features_are_torchvisions_alexnet_features():
+    reference = alexnet(weights=None).features
+    ours = MRNet().features
+    assert [type(m) for m in ours] == [type(m) for m in reference]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(ours(x), reference(x))
+
+
 def test_download_failure_gives_a_way_out(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(model_module.AlexNet_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+    monkeypatch.setattr(AlexNet_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
                         lambda self, *a, **k: offline())
     with pytest.raises(MRNetError) as err:
         build_model(pretrained=True)

@@ -11,7 +11,7 @@ from test_end_to_end import FAST, run
 
 def test_worker_command_line_rebuilds_the_same_config():
     cfg = TrainConfig(task="meniscus", plane="coronal", data_dir="d", output_dir="o", epochs=3, lr=2e-4,
-                      pretrained=False, augment=False, channels_last=True, seed=5, resume=True)
+                      pretrained=False, augment=False, channels_last=False, seed=5, resume=True)
     explicit = {"epochs", "lr", "pretrained", "augment", "channels_last", "seed"}
     argv = train_plane_argv(cfg, explicit, "cuda:1")
     parsed, _ = config_from_args(get_args_parser().parse_args(argv[2:]))

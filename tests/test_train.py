@@ -11,13 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from conftest import ROOT, folder_snapshot
-from mrnet.checkpoint import load_checkpoint
+from mrnet.checkpoint import load_checkpoint, temporary_leftovers
 from mrnet.errors import CheckpointError, MRNetError
 from mrnet.train import TrainConfig, main, train
 
@@ -181,5 +180,22 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp
     for name in ("metrics.csv", "valid_predictions.csv"):
         assert (killed_dir / "acl-sagittal" / name).read_text() == \
                (tmp_path / "straight" / "acl-sagittal" / name).read_text()
-    leftovers = [p.name for p in (killed_dir / "acl-sagittal").iterdir() if p.name.endswith(".tmp")]
-    assert leftovers == [] or all(p.startswith(".") for p in leftovers)
+    assert temporary_leftovers(killed_dir / "acl-sagittal") == []
+
+
+def test_resume_removes_partial_writes_of_the_killed_run(tiny_data, tmp_path):
+    out = tmp_path / "m"
+    train(config(tiny_data, out, epochs=1))
+    partial = out / "acl-sagittal" / ".last.pt.abc123.tmp"
+    partial.write_bytes(b"half a checkpoint")
+    train(config(tiny_data, out, epochs=2, resume=True), explicit={"epochs"})
+    assert not partial.exists()
+    assert load_checkpoint(out / "acl-sagittal" / "last.pt")["epoch"] == 2
+
+
+def test_series_without_labels_are_noted_and_ignored(tiny_data, tmp_path, capsys):
+    extra = tiny_data / "train" / "sagittal" / "0999.npy"
+    shutil.copy(tiny_data / "train" / "sagittal" / "0000.npy", extra)
+    summary = train(config(tiny_data, tmp_path / "m"))
+    assert "1 train/sagittal series have no label and are ignored (e.g. 0999)" in capsys.readouterr().out
+    assert summary["epochs_run"] == 1

@@ -9,11 +9,10 @@ from mrnet.transforms import (
 )
 
 
-def test_preprocess_scales_per_series_and_repeats_channels():
+def test_preprocess_scales_per_series_to_one_grey_channel():
     series = torch.tensor([[[10, 20], [30, 40]], [[50, 60], [70, 110]]], dtype=torch.uint8)
     out = preprocess(series)
-    assert out.shape == (2, 3, 2, 2) and out.dtype == torch.float32
-    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert out.shape == (2, 1, 2, 2) and out.dtype == torch.float32
     # min 10 -> 0, max 110 -> 255 over the whole series, then the MRNet normalisation
     assert torch.isclose(out[0, 0, 0, 0], torch.tensor((0 - MRNET_MEAN) / MRNET_STD))
     assert torch.isclose(out[1, 0, 1, 1], torch.tensor((255 - MRNET_MEAN) / MRNET_STD))

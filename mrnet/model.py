@@ -117,10 +117,9 @@ def build_model(pretrained: bool = True, weights_path: str | None = None) -> MRN
 def model_for_inference(state: dict[str, torch.Tensor], device: torch.device) -> MRNet:
     """An MRNet holding a checkpoint's weights, in eval mode and channels_last, built without a random init.
 
-    Initialising an MRNet draws weights for all of torchvision's AlexNet, whose 58M-parameter
-    classifier is then dropped: about 0.3 s per model, 2.7 s for nine, more than scoring a
-    small exam takes. On the meta device nothing is drawn; the checkpoint's tensors are then
-    assigned in place of the empty ones. channels_last as in training (README, 'Speed').
+    A normal construction draws random weights only for the checkpoint to replace them; on
+    the meta device nothing is drawn, and the checkpoint's tensors are assigned in place of
+    the empty ones. channels_last as in training (README, 'Speed').
     """
     with torch.device("meta"):
         model = MRNet()

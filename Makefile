@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 DEMO_DATA ?= data/synthetic
 DEMO_MODELS ?= models/demo
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test test-fast lint format wheel-check bench clean-demo
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The environment: pinned requirements, then this project in editable mode (console scripts, `python -m mrnet`).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -19,11 +21,32 @@ setup: $(VENV)/.installed
 # Short from-scratch runs: 64 px, 8 epochs, no augmentation (see README, Quick start).
 demo: setup
 	$(PY) scripts/make_synthetic.py --out $(DEMO_DATA) --train 200 --valid 100 --size 64 --slices 8 14 --seed 0 --overwrite
-	$(PY) scripts/train_all.py --data-dir $(DEMO_DATA) --output-dir $(DEMO_MODELS) --no-pretrained \
+	$(PY) scripts/train_all.py --data-dir $(DEMO_DATA) --models-dir $(DEMO_MODELS) --no-pretrained \
 		--epochs 8 --lr 1e-4 --weight-decay 1e-4 --no-augment --patience 0 --seed 0 --overwrite
 
+# Everything, slow tests included (what CI runs).
 test: setup
 	$(PY) -m pytest -q
+
+# Seconds-long tests only: skips those that train models or start processes.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Build a wheel, install it in a fresh venv outside the checkout, run commands from another folder.
+wheel-check: setup
+	bash .ci/wheel-check
+
+# Training and evaluation throughput against the reference loop (README, 'Speed').
+bench: setup
+	$(PY) scripts/benchmark.py --device cpu
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_MODELS)

@@ -1,7 +1,9 @@
 """MRNet: knee-MRI diagnosis with per-plane AlexNet models and a stacked ensemble (Bien et al. 2018)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 TASKS = ("abnormal", "acl", "meniscus")
 PLANES = ("axial", "coronal", "sagittal")
 SPLITS = ("train", "valid")
+AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
+FIT_ON = ("train", "valid-cv")  # what the stacker learns from; see ensemble.fit_stacker

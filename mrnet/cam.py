@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from .device import to_device
-from .model import MRNet
-from .transforms import preprocess
+from .models import MRNet
+from .data.transforms import preprocess
 
 COLORMAP = "inferno"
 OVERLAY_ALPHA = 0.45

@@ -6,80 +6,16 @@ reads it without running pickled code.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from .errors import CheckpointError, MRNetError
+from .errors import CheckpointError
+from .files import atomic_write
 
 FORMAT = "mrnet-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`.
-
-    A crash or a full disk mid-write leaves the previous file untouched: os.replace is
-    atomic on POSIX, and the temporary file is removed when writing fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise MRNetError(
-            f"could not write {path} ({err.strerror or err}); the previous version of the file, if any, is intact"
-        ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-TEMP_SUFFIX = ".tmp"
-
-
-def temporary_leftovers(folder: str | Path) -> list[Path]:
-    """Temporary files atomic_write left behind when its process was killed mid-write."""
-    return sorted(Path(folder).glob(f".*{TEMP_SUFFIX}"))
-
-
-def remove_temporary_leftovers(folder: str | Path) -> int:
-    """Delete them before a resumed run writes again; returns how many there were."""
-    leftovers = temporary_leftovers(folder)
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    return len(leftovers)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:

@@ -6,12 +6,10 @@ or reordered exam cannot silently pair one exam's sagittal score with another's 
 
 from __future__ import annotations
 
-import argparse
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
 import joblib
 import numpy as np
@@ -20,17 +18,16 @@ import sklearn
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from . import PLANES, TASKS
-from .checkpoint import atomic_write, load_checkpoint
-from .data import check_and_load
-from .device import AMP_MODES, describe, resolve_amp, resolve_device
-from .engine import predict_logits, sigmoid
+from . import AMP_MODES, FIT_ON, PLANES, TASKS, layout
+from .checkpoint import load_checkpoint
+from .device import eval_max_slices, resolve_amp, resolve_device
 from .errors import MRNetError
-from .metrics import auc_or_nan, has_both_classes
-from .model import MRNet, model_for_inference
-from .runinfo import environment, plain, write_json
+from .evaluation.metrics import auc_or_nan, has_both_classes
+from .files import atomic_write, write_json
+from .inference import plane_probabilities
+from .runinfo import environment, plain
 
-FIT_ON = ("train", "valid-cv")
+
 TABLE_COLUMNS = ["task", *PLANES, "ensemble"]
 
 
@@ -39,75 +36,14 @@ class MetaConfig:
     """Options of train_meta (saved as meta_config.json next to the ensembles)."""
 
     data_dir: str = "data/MRNet-v1.0"
-    output_dir: str = "models"
+    models_dir: str = "models"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     fit_on: str = "train"  # the paper's protocol; "valid-cv" avoids in-sample optimism
     folds: int = 5
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
-    eval_max_slices: int = 512
-
-
-def checkpoint_path(models_dir: str | Path, task: str, plane: str) -> Path:
-    return Path(models_dir) / f"{task}-{plane}" / "best.pt"
-
-
-def ensemble_path(models_dir: str | Path, task: str) -> Path:
-    return Path(models_dir) / f"ensemble-{task}.joblib"
-
-
-def tasks_with_all_planes(models_dir: str | Path, tasks: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Tasks whose three plane checkpoints exist, and a line for each missing checkpoint."""
-    ready, missing = [], []
-    for task in tasks:
-        absent = [p for p in PLANES if not checkpoint_path(models_dir, task, p).is_file()]
-        if absent:
-            missing += [f"{task}: no checkpoint {checkpoint_path(models_dir, task, p)}" for p in absent]
-        else:
-            ready.append(task)
-    return ready, missing
-
-
-def load_plane_model(models_dir: str | Path, task: str, plane: str, device) -> MRNet:
-    ckpt = load_checkpoint(checkpoint_path(models_dir, task, plane), task, plane)
-    return model_for_inference(ckpt["model"], device)
-
-
-def plane_probabilities(cfg: MetaConfig, tasks: Sequence[str], splits: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
-    """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
-
-    Works plane by plane so only one plane's series are in memory, and each series is
-    read once for all tasks.
-    """
-    device = resolve_device(cfg.device)
-    amp_dtype = resolve_amp(cfg.amp, device)
-    check_and_load(cfg.data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
-    print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(device)}")
-    columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
-    for plane in PLANES:
-        data = check_and_load(cfg.data_dir, tasks, (plane,), splits)
-        models = {task: load_plane_model(cfg.output_dir, task, plane, device) for task in tasks}
-        for split in splits:
-            split_data = data[(split, plane)]
-            series = [split_data.series[c] for c in split_data.cases]
-            for task in tasks:
-                logits = predict_logits(models[task], series, device, amp_dtype, cfg.eval_max_slices,
-                                        progress=f"{task}-{plane} {split}")
-                columns[(task, split)].append(pd.DataFrame({
-                    "case": split_data.cases, "label": split_data.labels_for(task), plane: sigmoid(logits),
-                }))
-        del data, models
-    return {key: merge_on_case(frames) for key, frames in columns.items()}
-
-
-def merge_on_case(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    merged = frames[0]
-    for frame in frames[1:]:
-        merged = merged.merge(frame, on=["case", "label"], how="inner", validate="one_to_one")
-    if len(merged) != len(frames[0]):
-        raise MRNetError("per-plane predictions cover different cases; check the label files")
-    return merged.sort_values("case").reset_index(drop=True)
+    eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
 
 
 # ----------------------------------------------------------------------------- the stacker
@@ -195,95 +131,43 @@ def validate_meta_config(cfg: MetaConfig) -> None:
         raise MRNetError(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
 
 
-def run_meta(cfg: MetaConfig) -> pd.DataFrame:
-    """Fit one stacker per task with all three planes trained; write and print the AUC table."""
+def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Fit one stacker per task with all three planes trained; write the ensembles and the AUC table."""
     validate_meta_config(cfg)
-    ready, missing = tasks_with_all_planes(cfg.output_dir, cfg.tasks)
-    for line in missing:
-        print(f"ensemble: skipped {line}")
+    ready, missing = layout.complete_tasks(cfg.models_dir, cfg.tasks, with_ensemble=False)
+    lines = [f"{task}: no checkpoint {path}" for task, paths in missing.items() for path in paths]
+    for line in lines:
+        log(f"ensemble: skipped {line}")
     if not ready:
         raise MRNetError(
-            "no task has all three plane checkpoints in " + str(cfg.output_dir) + ":\n  "
-            + "\n  ".join(missing) + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
+            "no task has all three plane checkpoints in " + str(cfg.models_dir) + ":\n  "
+            + "\n  ".join(lines) + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
         )
     for task in ready:  # a wrong or corrupt checkpoint is reported before any long computation
         for plane in PLANES:
-            load_checkpoint(checkpoint_path(cfg.output_dir, task, plane), task, plane)
+            load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)
 
     splits = ("train", "valid") if cfg.fit_on == "train" else ("valid",)
-    probs = plane_probabilities(cfg, ready, splits)
+    device = resolve_device(cfg.device)
+    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, device, resolve_amp(cfg.amp, device),
+                                eval_max_slices(cfg.eval_max_slices, device))
     rows, valid_out = [], []
     for task in ready:
         valid = probs[(task, "valid")]
         train = probs.get((task, "train"))
         model, ens = fit_stacker(train, valid, cfg.fit_on, cfg.folds, cfg.seed)
-        save_ensemble(ensemble_path(cfg.output_dir, task), model, task, cfg.fit_on)
+        save_ensemble(layout.ensemble_file(cfg.models_dir, task), model, task, cfg.fit_on)
         labels = valid["label"].to_numpy()
         rows.append({"task": task, **{p: auc_or_nan(labels, valid[p]) for p in PLANES},
                      "ensemble": auc_or_nan(labels, ens)})
         valid_out.append(valid.assign(ensemble=ens, task=task)[["task", "case", "label", *PLANES, "ensemble"]])
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    out = Path(cfg.output_dir)
-    atomic_write(out / "auc_table.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+    out = Path(cfg.models_dir)
+    atomic_write(out / layout.AUC_TABLE, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     predictions = pd.concat(valid_out, ignore_index=True)
-    atomic_write(out / "ensemble_valid_predictions.csv",
+    atomic_write(out / layout.ENSEMBLE_PREDICTIONS,
                  lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f"))
-    save_run_info_meta(cfg)
-    print_auc_table(table, cfg.fit_on)
+    write_json(out / "meta_config.json", plain(cfg))
+    write_json(out / "meta_environment.json", environment())
     return table
-
-
-def save_run_info_meta(cfg: MetaConfig) -> None:
-    folder = Path(cfg.output_dir)
-    write_json(folder / "meta_config.json", plain(cfg))
-    write_json(folder / "meta_environment.json", environment())
-
-
-def print_auc_table(table: pd.DataFrame, fit_on: str) -> None:
-    print(f"\nValidation AUC (ensemble fitted on: {fit_on})")
-    header = f"{'task':<10}" + "".join(f"{c:>10}" for c in TABLE_COLUMNS[1:])
-    print(header)
-    print("-" * len(header))
-    for row in table.itertuples(index=False):
-        cells = "".join(f"{_fmt(getattr(row, c)):>10}" for c in TABLE_COLUMNS[1:])
-        print(f"{row.task:<10}{cells}")
-    if len(table) > 1:
-        mean = table[TABLE_COLUMNS[1:]].mean()
-        print(f"{'mean':<10}" + "".join(f"{_fmt(mean[c]):>10}" for c in TABLE_COLUMNS[1:]))
-    print()
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def add_meta_args(parser: argparse.ArgumentParser) -> None:
-    d = MetaConfig()
-    parser.add_argument("--fit-on", default=d.fit_on, choices=FIT_ON,
-                        help="train: the paper's protocol (stacker fitted on the CNNs' train-set probabilities); "
-                             "valid-cv: cross-validated on the valid split, free of in-sample optimism")
-    parser.add_argument("--folds", type=int, default=d.folds, help="folds for --fit-on valid-cv (default 5)")
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    d = MetaConfig()
-    parser = argparse.ArgumentParser(description="Fit the per-task stacked ensembles and print the AUC table.")
-    parser.add_argument("--data-dir", default=d.data_dir)
-    parser.add_argument("--output-dir", default=d.output_dir, help="folder holding the task-plane model folders")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    add_meta_args(parser)
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--device", default=d.device)
-    parser.add_argument("--amp", default=d.amp, choices=AMP_MODES)
-    parser.add_argument("--eval-max-slices", type=int, default=d.eval_max_slices)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = get_args_parser().parse_args(argv)
-    cfg = MetaConfig(
-        data_dir=args.data_dir, output_dir=args.output_dir, tasks=list(args.tasks), fit_on=args.fit_on,
-        folds=args.folds, seed=args.seed, device=args.device, amp=args.amp, eval_max_slices=args.eval_max_slices,
-    )
-    return run_meta(cfg)

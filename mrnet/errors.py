@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 MAX_LISTED_PROBLEMS = 40
 
@@ -39,15 +38,3 @@ def format_problems(where: str, problems: Sequence[str]) -> str:
         lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more of the same kinds")
     lines.append("See 'Bad input' in README.md for what each check expects.")
     return "\n".join(lines)
-
-
-def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
-    """Run a command's main(); turn user errors and Ctrl-C into a message and an exit status."""
-    try:
-        main(argv)
-    except MRNetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: completed epochs are saved; continue with --resume", file=sys.stderr)
-        sys.exit(130)

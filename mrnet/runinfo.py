@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .checkpoint import atomic_write
+from .files import write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("torch", "torchvision", "numpy", "pandas", "scikit-learn", "joblib", "tensorboardX")
@@ -61,11 +60,6 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
 def plain(config: Any) -> dict[str, Any]:
     return asdict(config) if is_dataclass(config) else dict(config)
-
-
-def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def save_run_info(folder: Path, config: Any, device: str | None = None) -> None:

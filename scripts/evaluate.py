@@ -1,12 +1,10 @@
-"""Evaluate trained models and write the report: python scripts/evaluate.py --data-dir DATA --models-dir models"""
+"""Evaluate trained models and write the report: python scripts/evaluate.py
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/mrnet links to the package. Installed,
+the same command is mrnet-evaluate.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.errors import run_cli  # noqa: E402
-from mrnet.evaluate import main  # noqa: E402
+from mrnet.cli.evaluate import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

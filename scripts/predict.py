@@ -1,12 +1,10 @@
-"""Predict new exams: python scripts/predict.py --axial A.npy --coronal C.npy --sagittal S.npy"""
+"""Predict new exams with trained models: python scripts/predict.py --exam-dir DIR
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/mrnet links to the package. Installed,
+the same command is mrnet-predict.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.errors import run_cli  # noqa: E402
-from mrnet.predict import main  # noqa: E402
+from mrnet.cli.predict import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

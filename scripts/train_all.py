@@ -1,12 +1,10 @@
-"""Train all nine models and the ensembles: python scripts/train_all.py"""
+"""Train the nine per-plane models and the ensembles: python scripts/train_all.py
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/mrnet links to the package. Installed,
+the same command is mrnet-train-all.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.errors import run_cli  # noqa: E402
-from mrnet.sweep import main  # noqa: E402
+from mrnet.cli.train_all import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

@@ -1,12 +1,10 @@
-"""Fit the stacked ensemble per task and print the AUC table: python scripts/train_meta.py"""
+"""Fit the per-task stacked ensembles and print the AUC table: python scripts/train_meta.py
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/mrnet links to the package. Installed,
+the same command is mrnet-train-meta.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.errors import run_cli  # noqa: E402
-from mrnet.ensemble import main  # noqa: E402
+from mrnet.cli.train_meta import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

@@ -1,12 +1,10 @@
-"""Train one per-plane MRNet model: python scripts/train_plane.py --task acl --plane sagittal"""
+"""Train one per-plane MRNet model: python scripts/train_plane.py --task acl --plane sagittal
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/mrnet links to the package. Installed,
+the same command is mrnet-train-plane.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.errors import run_cli  # noqa: E402
-from mrnet.train import main  # noqa: E402
+from mrnet.cli.train_plane import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

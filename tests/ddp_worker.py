@@ -6,13 +6,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.train import TrainConfig, train  # noqa: E402
+from mrnet.training.config import TrainConfig
+from mrnet.training.trainer import train
 
 if __name__ == "__main__":
     data_dir, output_dir, weights_dir = sys.argv[1:4]
-    summary = train(TrainConfig(task="acl", plane="sagittal", data_dir=data_dir, output_dir=output_dir, epochs=1,
+    summary = train(TrainConfig(task="acl", plane="sagittal", data_dir=data_dir, models_dir=output_dir, epochs=1,
                                 lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu", seed=0,
                                 amp="off"),  # fp32: the test compares probabilities to 1e-6
                     keep_model=True)

@@ -9,10 +9,10 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from mrnet.cam import class_activation_maps, lesion_hit_rate, save_cam_gif, save_cam_overlays, top_slices
-from mrnet.engine import train_one_epoch
-from mrnet.model import MRNet, build_model
+from mrnet.training.engine import train_one_epoch
+from mrnet.models import MRNet, build_model
 from mrnet.synthetic import make_exam
-from mrnet.transforms import preprocess
+from mrnet.data.transforms import preprocess
 
 CPU = torch.device("cpu")
 

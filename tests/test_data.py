@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrnet.data import check_and_load, load_series, parse_labels, SeriesProblem
+from mrnet.data.dataset import check_and_load, parse_labels
+from mrnet.data.series import SeriesProblem, load_series
 from mrnet.errors import DataError
 
 

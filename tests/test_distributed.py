@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from conftest import ROOT
+from helpers import ROOT
 from mrnet.checkpoint import load_checkpoint
-from mrnet.data import check_and_load
-from mrnet.distributed import Ranks, shard
-from mrnet.engine import predict_logits, sigmoid
-from mrnet.model import model_for_inference
+from mrnet.data.dataset import check_and_load
+from mrnet.training.distributed import Ranks, shard
+from mrnet.inference import predict_logits, sigmoid
+from mrnet.models import model_for_inference
 
 
 def test_shards_are_equal_sized_and_cover_every_exam():

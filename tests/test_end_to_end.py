@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, folder_snapshot, write_tiny_layout
-from mrnet import train as train_module
+from helpers import FAST, folder_snapshot, write_tiny_layout
+from helpers import run_script as run
 from mrnet.checkpoint import load_checkpoint
-from mrnet.train import TrainConfig, train
-
-
-def run(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
-
-
-FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu"]
+from mrnet.training import trainer as train_module
+from mrnet.training.config import TrainConfig
+from mrnet.training.trainer import train
 
 
 def test_synthetic_data_to_auc_table(tmp_path):
@@ -59,7 +49,7 @@ def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "write_metrics_csv", interrupt_after_checkpoint)
         with pytest.raises(KeyboardInterrupt):
-            train(TrainConfig(task="acl", plane="axial", data_dir=str(tiny_data), output_dir=str(models),
+            train(TrainConfig(task="acl", plane="axial", data_dir=str(tiny_data), models_dir=str(models),
                               epochs=2, lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
     assert load_checkpoint(models / "acl-axial" / "last.pt")["epoch"] == 1
 

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_tiny_layout
-from mrnet.ensemble import (
-    MetaConfig, ensemble_path, fit_stacker, load_ensemble, merge_on_case, run_meta, save_ensemble,
-)
+from helpers import write_tiny_layout
+from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker, load_ensemble, save_ensemble
+from mrnet.inference import merge_on_case
+from mrnet.layout import ensemble_file as ensemble_path
 from mrnet.errors import MRNetError
-from mrnet.train import TrainConfig, train
+from mrnet.training.config import TrainConfig
+from mrnet.training.trainer import train
 
 
 def known_probabilities(n: int, seed: int) -> pd.DataFrame:
@@ -87,14 +88,14 @@ def acl_models(tmp_path_factory):
     data = write_tiny_layout(root / "data")
     out = root / "models"
     for plane in ("axial", "coronal", "sagittal"):
-        train(TrainConfig(task="acl", plane=plane, data_dir=str(data), output_dir=str(out), epochs=2,
+        train(TrainConfig(task="acl", plane=plane, data_dir=str(data), models_dir=str(out), epochs=2,
                           lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
     return data, out
 
 
 def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, capsys):
     data, out = acl_models
-    table = run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), device="cpu"))
+    table = fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), device="cpu"))
     printed = capsys.readouterr().out
     assert "abnormal: no checkpoint" in printed and "meniscus-axial" in printed
     assert table["task"].tolist() == ["acl"]
@@ -109,12 +110,12 @@ def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, caps
 def test_meta_with_no_complete_task_is_a_clear_error(acl_models):
     data, out = acl_models
     with pytest.raises(MRNetError, match="no task has all three plane checkpoints"):
-        run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), tasks=["meniscus"], device="cpu"))
+        fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["meniscus"], device="cpu"))
 
 
 def test_meta_valid_cv(acl_models):
     data, out = acl_models
-    table = run_meta(MetaConfig(data_dir=str(data), output_dir=str(out), tasks=["acl"], fit_on="valid-cv",
+    table = fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], fit_on="valid-cv",
                                 folds=3, device="cpu"))
     assert 0.0 <= table.loc[0, "ensemble"] <= 1.0
     assert load_ensemble(ensemble_path(out, "acl"))["fit_on"] == "valid-cv"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mrnet.errors import DataError, MRNetError, format_problems, run_cli
+from mrnet.cli.common import run_cli
+from mrnet.errors import DataError, MRNetError, format_problems
 
 
 def test_user_error_exits_2_with_the_message(capsys):

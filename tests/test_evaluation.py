@@ -13,12 +13,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mrnet import PLANES, TASKS
-from mrnet.evaluate import EvalConfig, run_evaluate
-from mrnet.evaluation import (
+from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
+from mrnet.evaluation.metrics import (
     auc_rows, bootstrap_auc, bootstrap_indices, competition_score, operating_point, youden_threshold,
 )
 from mrnet.errors import MRNetError
-from tiny_models import trained_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,16 +85,11 @@ def test_competition_score_is_mean_column_auc():
 # ----------------------------------------------------------------------------- the command
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return trained_models(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
 def report(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     cfg = EvalConfig(data_dir=str(tiny.data_dir), models_dir=str(tiny.models_dir), out=str(out),
                      bootstrap=200, device="cpu", heatmap_exams=1)
-    return out, run_evaluate(cfg)
+    return out, run_evaluate(cfg).metrics
 
 
 def read_valid_labels(data_dir: Path, task: str) -> pd.Series:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mrnet.engine import weighted_bce
+from mrnet.training.loss import positive_class_weight, weighted_bce
 from mrnet.errors import MRNetError
-from mrnet.metrics import auc_or_nan, positive_class_weight
+from mrnet.evaluation.metrics import auc_or_nan
 
 
 def test_pos_weight_is_negatives_over_positives():

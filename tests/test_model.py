@@ -9,7 +9,7 @@ import torch
 from torchvision.models import AlexNet_Weights, alexnet
 
 from mrnet.errors import MRNetError
-from mrnet.model import MRNet, build_model
+from mrnet.models import MRNet, build_model
 
 
 @pytest.mark.parametrize("slices", [1, 3, 17])

@@ -15,19 +15,17 @@ import pandas as pd
 import pytest
 
 from mrnet import PLANES, TASKS
-from mrnet.data import series_path
-from mrnet.dicom import series_from_datasets
-from mrnet.errors import MRNetError, run_cli
-from mrnet.predict import main, plane_named_in, resize_series
-from tiny_models import SIZE, trained_models
+from mrnet.data.dataset import series_path
+from mrnet.data.dicom import series_from_datasets
+from mrnet.cli.common import run_cli
+from mrnet.errors import MRNetError
+from mrnet.cli.predict import main
+from mrnet.data.exams import plane_named_in
+from mrnet.data.series import resize_series
+from tiny_models import SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["case"] + [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble")]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return trained_models(tmp_path_factory.getbasetemp())
 
 
 def valid_cases(tiny) -> list[str]:

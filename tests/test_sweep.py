@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mrnet.sweep import train_plane_argv
-from mrnet.train import TrainConfig, config_from_args, get_args_parser
-from test_end_to_end import FAST, run
+from helpers import FAST
+from helpers import run_script as run
+from mrnet.cli.common import training_config_from_args
+from mrnet.cli.train_all import train_plane_argv
+from mrnet.cli.train_plane import get_args_parser
+from mrnet.training.config import TrainConfig
 
 
 def test_worker_command_line_rebuilds_the_same_config():
-    cfg = TrainConfig(task="meniscus", plane="coronal", data_dir="d", output_dir="o", epochs=3, lr=2e-4,
+    cfg = TrainConfig(task="meniscus", plane="coronal", data_dir="d", models_dir="o", epochs=3, lr=2e-4,
                       pretrained=False, augment=False, channels_last=False, seed=5, resume=True)
     explicit = {"epochs", "lr", "pretrained", "augment", "channels_last", "seed"}
     argv = train_plane_argv(cfg, explicit, "cuda:1")
-    parsed, _ = config_from_args(get_args_parser().parse_args(argv[2:]))
+    assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
+    parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
     assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
 
 

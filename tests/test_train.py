@@ -15,14 +15,17 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, folder_snapshot
-from mrnet.checkpoint import load_checkpoint, temporary_leftovers
+from helpers import ROOT, folder_snapshot
+from mrnet.checkpoint import load_checkpoint
+from mrnet.cli.train_plane import main
 from mrnet.errors import CheckpointError, MRNetError
-from mrnet.train import TrainConfig, main, train
+from mrnet.files import temporary_leftovers
+from mrnet.training.config import TrainConfig
+from mrnet.training.trainer import train
 
 
 def config(data: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(task="acl", plane="sagittal", data_dir=str(data), output_dir=str(out), epochs=1,
+    values = dict(task="acl", plane="sagittal", data_dir=str(data), models_dir=str(out), epochs=1,
                   lr=1e-4, weight_decay=1e-4, pretrained=False, seed=0, device="cpu")
     values.update(overrides)
     return TrainConfig(**values)

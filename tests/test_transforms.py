@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mrnet.transforms import (
+from mrnet.data.transforms import (
     MRNET_MEAN, MRNET_STD, AugmentParams, SeriesAugment, apply_affine, preprocess, scale_series, train_view,
 )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrnet.synthetic import make_dataset
-from mrnet.sweep import main as train_all
+from mrnet.cli.train_all import main as train_all
 
 SIZE = 64
 

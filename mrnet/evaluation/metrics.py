@@ -1,4 +1,4 @@
-"""Metrics for reporting results: AUC with a bootstrap interval, operating points, the competition score.
+"""Metrics over whole splits: AUC (with a bootstrap interval), operating points, the competition score.
 
 Computed once over a whole split, from probabilities and labels; nothing here reads
 models or data, so every number can be checked on a hand-made example.
@@ -12,13 +12,24 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from . import TASKS
-from .metrics import auc_or_nan, has_both_classes
+from .. import TASKS
 
 DEFAULT_RESAMPLES = 2000
 CI_LEVEL = 0.95
+
+
+def has_both_classes(labels: np.ndarray) -> bool:
+    return len(np.unique(labels)) == 2
+
+
+def auc_or_nan(labels: np.ndarray, probs: np.ndarray) -> float:
+    """ROC AUC, or NaN where it is undefined (one class only): never a made-up 0.5."""
+    labels = np.asarray(labels)
+    if not has_both_classes(labels):
+        return math.nan
+    return float(roc_auc_score(labels, np.asarray(probs)))
 
 
 @dataclass(frozen=True)

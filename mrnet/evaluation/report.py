@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from .checkpoint import atomic_write
+from ..files import atomic_write
 
 MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"}
 

@@ -1,25 +1,18 @@
-"""Metrics computed once over whole splits (never per batch or as running averages)."""
+"""The paper's loss: binary cross-entropy with the positive class weighted by negatives / positives."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from sklearn.metrics import roc_auc_score
+import torch
+import torch.nn.functional as F
 
-from .errors import MRNetError
-
-
-def has_both_classes(labels: np.ndarray) -> bool:
-    return len(np.unique(labels)) == 2
+from ..errors import MRNetError
 
 
-def auc_or_nan(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC, or NaN where it is undefined (one class only): never a made-up 0.5."""
-    labels = np.asarray(labels)
-    if not has_both_classes(labels):
-        return math.nan
-    return float(roc_auc_score(labels, np.asarray(probs)))
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Mean BCE over exams with the positive term weighted by negatives/positives."""
+    weight = torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
 
 
 def positive_class_weight(labels: np.ndarray, source: str = "training labels") -> float:

@@ -1,34 +1,33 @@
-"""The evaluate command: trained models + a split -> metrics with intervals, ROC curves, heatmaps, report.md.
+"""Evaluating trained models on a split: metrics with intervals, ROC curves, heatmaps, report.md.
 
-Probabilities come from the very path train_meta uses (ensemble.plane_probabilities:
-check_and_load, the shared preprocessing, batched engine.predict_logits; then the saved
+Probabilities come from the very path train_meta uses (inference.plane_probabilities:
+check_and_load, the shared preprocessing, batched predict_logits; then the saved
 stacker's predict_proba), so the AUCs here equal those in auc_table.csv for the same
 models and split. Nothing is refitted.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import PLANES, TASKS
-from .cam import class_activation_maps, save_cam_overlays
-from .data import load_series, series_path
-from .device import AMP_MODES, resolve_device
-from .ensemble import MetaConfig, ensemble_path, ensemble_probabilities, load_ensemble, load_plane_model, plane_probabilities
-from .evaluation import (
-    DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold,
-)
-from .errors import MRNetError
-from .predict import ready_tasks
-from .report import ReportContent, plot_roc, save_csv, text_table, write_report
-from .runinfo import environment, plain, write_json
+from .. import AMP_MODES, PLANES, TASKS, layout
+from ..cam import class_activation_maps, save_cam_overlays
+from ..data.dataset import series_path
+from ..data.series import load_series
+from ..device import eval_max_slices, resolve_amp, resolve_device
+from ..ensemble import ensemble_probabilities, load_ensemble
+from ..errors import MRNetError
+from ..files import write_json
+from ..inference import load_plane_model, plane_probabilities
+from ..runinfo import environment, plain
+from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
+from .report import ReportContent, plot_roc, save_csv, write_report
 
 MODELS = (*PLANES, "ensemble")
 # The plane on which each finding shows best (sagittal for the ACL, coronal for the menisci);
@@ -51,11 +50,11 @@ class EvalConfig:
     device: str = "auto"
     amp: str = "auto"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    eval_max_slices: int = 512
+    eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
     heatmap_exams: int = 2  # positive exams per task shown with class activation maps
 
     def out_dir(self) -> Path:
-        return Path(self.out) if self.out else Path(self.models_dir) / "report"
+        return Path(self.out) if self.out else layout.report_dir(self.models_dir)
 
 
 def validate_eval_config(cfg: EvalConfig) -> None:
@@ -77,17 +76,17 @@ def validate_eval_config(cfg: EvalConfig) -> None:
 
 # ----------------------------------------------------------------------------- probabilities
 
-def model_probabilities(cfg: EvalConfig, tasks: Sequence[str]) -> dict[tuple[str, str], pd.DataFrame]:
+def model_probabilities(cfg: EvalConfig, tasks: Sequence[str],
+                        device: torch.device) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
 
     Train is needed for the thresholds, which are chosen there and applied unchanged.
     """
     splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
-    meta = MetaConfig(data_dir=cfg.data_dir, output_dir=cfg.models_dir, tasks=list(tasks), device=cfg.device,
-                      amp=cfg.amp, eval_max_slices=cfg.eval_max_slices)
-    tables = plane_probabilities(meta, tasks, splits)
+    tables = plane_probabilities(cfg.data_dir, cfg.models_dir, tasks, splits, device, resolve_amp(cfg.amp, device),
+                                 eval_max_slices(cfg.eval_max_slices, device))
     for task in tasks:
-        bundle = load_ensemble(ensemble_path(cfg.models_dir, task))
+        bundle = load_ensemble(layout.ensemble_file(cfg.models_dir, task))
         for split in splits:
             table = tables[(task, split)]
             tables[(task, split)] = table.assign(ensemble=ensemble_probabilities(bundle, table))
@@ -154,7 +153,7 @@ def write_heatmaps(cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: 
     if positives.empty:
         return []
     plane = HEATMAP_PLANE[task]
-    model = load_plane_model(cfg.models_dir, task, plane, device)
+    model, _ = load_plane_model(cfg.models_dir, task, plane, device)
     items = []
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
         series = load_series(series_path(cfg.data_dir, cfg.split, plane, row.case))
@@ -170,21 +169,34 @@ def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str]) -> list[str]:
     if cfg.split == "train":
         notes.append("Evaluated on the train split, which the models were fitted on: all numbers are optimistic.")
     for task in tasks:
-        fit_on = load_ensemble(ensemble_path(cfg.models_dir, task)).get("fit_on", "train")
+        fit_on = load_ensemble(layout.ensemble_file(cfg.models_dir, task)).get("fit_on", "train")
         if fit_on == "valid-cv" and cfg.split == "valid":
             notes.append(f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
                          "in-sample and higher than the out-of-fold figure in auc_table.csv.")
     return notes
 
 
-def run_evaluate(cfg: EvalConfig) -> pd.DataFrame:
+@dataclass
+class Evaluation:
+    """What an evaluation produced: the metrics table, the competition score, notes, and the report's path."""
+
+    metrics: pd.DataFrame
+    split: str
+    n_exams: int
+    bootstrap: int
+    score: float
+    notes: list[str]
+    report: Path
+
+
+def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluation:
     validate_eval_config(cfg)
-    tasks, skipped = ready_tasks(Path(cfg.models_dir), cfg.tasks)
+    tasks, skipped = layout.ready_tasks(cfg.models_dir, cfg.tasks)
     for line in skipped:
-        print(f"evaluate: {line}")
+        log(f"evaluate: {line}")
     out = cfg.out_dir()
     device = resolve_device(cfg.device)
-    tables = model_probabilities(cfg, tasks)
+    tables = model_probabilities(cfg, tasks, device)
 
     rows, roc_figures, heatmaps = [], {}, {}
     for task in tasks:
@@ -213,46 +225,7 @@ def run_evaluate(cfg: EvalConfig) -> pd.DataFrame:
         bootstrap=cfg.bootstrap, seed=cfg.seed, models_dir=cfg.models_dir, data_dir=cfg.data_dir,
         competition_score=score, roc_figures=roc_figures, heatmaps=heatmaps, notes=notes,
     )
-    write_report(out / "report.md", metrics, content)
+    report = write_report(out / "report.md", metrics, content)
     write_json(out / "evaluate_config.json", plain(cfg))
     write_json(out / "evaluate_environment.json", environment())
-
-    print(f"\nEvaluation on {cfg.split} ({len(by_case)} exams); thresholds chosen on train by Youden's J; "
-          f"AUC intervals from {cfg.bootstrap} bootstrap resamples")
-    print(text_table(metrics))
-    print(f"competition score (mean ensemble AUC): {score:.4f}")
-    for note in notes:
-        print(f"note: {note}")
-    print(f"\nreport: {out / 'report.md'}\n")
-    return metrics
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    d = EvalConfig()
-    parser = argparse.ArgumentParser(
-        description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
-                    "heatmaps, report.md and competition-format predictions.")
-    parser.add_argument("--data-dir", default=d.data_dir, help=f"MRNet-v1.0 layout folder (default {d.data_dir})")
-    parser.add_argument("--models-dir", default=d.models_dir, help=f"trained models (default {d.models_dir})")
-    parser.add_argument("--split", default=d.split, choices=("train", "valid"), help="split to evaluate (default valid)")
-    parser.add_argument("--out", default=None, help="report folder (default <models-dir>/report)")
-    parser.add_argument("--bootstrap", type=int, default=d.bootstrap,
-                        help=f"bootstrap resamples for the AUC intervals; 0 = none (default {d.bootstrap})")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the bootstrap")
-    parser.add_argument("--device", default=d.device, help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--amp", default=d.amp, choices=AMP_MODES)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--eval-max-slices", type=int, default=d.eval_max_slices, help="slices per forward pass")
-    parser.add_argument("--heatmap-exams", type=int, default=d.heatmap_exams,
-                        help=f"positive exams per task shown with heatmaps (default {d.heatmap_exams})")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
-    args = get_args_parser().parse_args(argv)
-    cfg = EvalConfig(
-        data_dir=args.data_dir, models_dir=args.models_dir, split=args.split, out=args.out, bootstrap=args.bootstrap,
-        seed=args.seed, device=args.device, amp=args.amp, tasks=list(args.tasks), eval_max_slices=args.eval_max_slices,
-        heatmap_exams=args.heatmap_exams,
-    )
-    return run_evaluate(cfg)
+    return Evaluation(metrics, cfg.split, len(by_case), cfg.bootstrap, score, notes, report)

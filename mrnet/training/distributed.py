@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .device import resolve_device
-from .errors import MRNetError
+from ..device import resolve_device
+from ..errors import MRNetError
 
 
 @dataclass(frozen=True)

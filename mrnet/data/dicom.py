@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .data import SeriesProblem
-from .errors import MRNetError
+from .series import SeriesProblem
+from ..errors import MRNetError
 
 PERCENTILE_WINDOW = (0.5, 99.5)  # used when the headers carry no window
 SKIPPED_NAMES = {"DICOMDIR"}

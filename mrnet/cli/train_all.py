@@ -1,0 +1,78 @@
+"""mrnet-train-all: the nine per-plane models, then the stacked ensembles, with one set of options.
+
+Rerunning the same command continues an interrupted sweep: finished models are skipped,
+half-finished ones resumed. With several devices, one worker process per device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from .. import PLANES, TASKS
+from .common import add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
+
+# Config fields that are switches on the command line, and the switch that sets each.
+FLAG_OF = {"pretrained": "--no-pretrained", "augment": "--no-augment", "channels_last": "--no-channels-last",
+           "overwrite": "--overwrite", "resume": "--resume"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train all per-plane models and the stacked ensembles.")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES)
+    parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
+    parser.add_argument("--devices", nargs="+", default=None,
+                        help="train several models at once, one process per listed device "
+                             "(default: every visible GPU when there are several)")
+    add_training_args(parser)
+    add_ensemble_args(parser)
+    return parser
+
+
+def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
+    """The train-plane command line that reproduces `cfg` on one device, run as a module of this package."""
+    from ..training.config import TrainConfig
+
+    argv = [sys.executable, "-m", "mrnet.cli.train_plane", "--task", cfg.task, "--plane", cfg.plane,
+            "--device", device, "--data-dir", cfg.data_dir, "--models-dir", cfg.models_dir]
+    for name in sorted(explicit - {"task", "plane", "device", "data_dir", "models_dir", "resume", "overwrite"}):
+        value = getattr(cfg, name)
+        if name in FLAG_OF:
+            argv += [FLAG_OF[name]] if value != TrainConfig.__dataclass_fields__[name].default else []
+        else:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    argv += ["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else [])
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = get_args_parser().parse_args(argv)
+    base, explicit = training_config_from_args(args, task=args.tasks[0], plane=args.planes[0])
+    explicit -= {"task", "plane", "resume"}
+    from ..data.dataset import check_and_load
+    from ..ensemble import MetaConfig, fit_ensembles
+    from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
+
+    check_and_load(base.data_dir, args.tasks, args.planes, load=False)  # every data problem before hours of work
+    todo = pending_models(base, args.tasks, args.planes)
+    devices = default_devices(args.devices, base.device)
+    if len(devices) > 1:
+        summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
+    else:
+        summaries = train_in_process(todo, explicit)
+    if not args.skip_meta:
+        meta = MetaConfig(data_dir=base.data_dir, models_dir=base.models_dir, tasks=list(args.tasks),
+                          fit_on=args.fit_on, folds=args.folds, seed=base.seed, device=base.device,
+                          amp=base.amp, eval_max_slices=base.eval_max_slices)
+        print_auc_table(fit_ensembles(meta), meta.fit_on)
+    return summaries
+
+
+def run() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,43 @@
+"""mrnet-train-meta: fit the per-task stacked ensembles and print the validation AUC table."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from .. import AMP_MODES
+from .common import EVAL_SLICES_HELP, add_ensemble_args, add_models_dir, add_tasks, print_auc_table, run_cli
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Fit the per-task stacked ensembles and print the AUC table.")
+    parser.add_argument("--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder")
+    add_models_dir(parser, "models", "folder holding the task-plane model folders (default models)")
+    add_tasks(parser)
+    add_ensemble_args(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the stacker and its folds")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--amp", default="auto", choices=AMP_MODES)
+    parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None):
+    args = get_args_parser().parse_args(argv)
+    from ..ensemble import MetaConfig, fit_ensembles
+
+    cfg = MetaConfig(
+        data_dir=args.data_dir, models_dir=args.models_dir, tasks=list(args.tasks), fit_on=args.fit_on,
+        folds=args.folds, seed=args.seed, device=args.device, amp=args.amp, eval_max_slices=args.eval_max_slices,
+    )
+    table = fit_ensembles(cfg)
+    print_auc_table(table, cfg.fit_on)
+    return table
+
+
+def run() -> None:
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,164 @@
+"""New exams to score: which files make up each exam, and reading them with the training data's checks.
+
+An exam is given as three series files, a folder (three .npy files or three DICOM
+folders), or the competition's CSV of paths; every series is checked before any model runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import PLANES
+from ..errors import MRNetError
+from .series import SeriesProblem, load_series
+
+
+@dataclass
+class ExamInput:
+    """One exam to score: its id and, per plane, a .npy file or a DICOM folder."""
+
+    case: str
+    sources: dict[str, Path]
+
+
+def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None) -> list[ExamInput]:
+    """The exams named by exactly one kind of input: three series files, an exam folder, or a CSV."""
+    chosen = sum([any(f is not None for f in plane_files), exam_dir is not None, input_csv is not None])
+    if chosen != 1:
+        raise MRNetError("give exactly one input: --axial/--coronal/--sagittal, --exam-dir or --input-csv")
+    if exam_dir is not None:
+        return [exam_from_folder(Path(exam_dir))]
+    if input_csv is not None:
+        return exams_from_csv(Path(input_csv))
+    missing = [f"--{p}" for p, f in zip(PLANES, plane_files) if f is None]
+    if missing:
+        raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
+    sources = {p: Path(f) for p, f in zip(PLANES, plane_files)}
+    return [ExamInput(case_id_for(sources), sources)]
+
+
+def case_id_for(sources: dict[str, Path]) -> str:
+    """The file name shared by the three series (MRNet's NNNN.npy), else their shared folder, else the axial name."""
+    stems = {p.stem for p in sources.values()}
+    if len(stems) == 1:
+        return stems.pop()
+    parents = {p.resolve().parent.name for p in sources.values()}
+    if len(parents) == 1:
+        return parents.pop()
+    return sources["axial"].stem
+
+
+def exam_from_folder(folder: Path) -> ExamInput:
+    """A folder with axial.npy, coronal.npy, sagittal.npy, or DICOM subfolders axial/, coronal/, sagittal/."""
+    if not folder.is_dir():
+        raise MRNetError(f"--exam-dir {folder}: folder not found")
+    sources, missing = {}, []
+    for plane in PLANES:
+        if (folder / f"{plane}.npy").is_file():
+            sources[plane] = folder / f"{plane}.npy"
+        elif (folder / plane).is_dir():
+            sources[plane] = folder / plane
+        else:
+            missing.append(f"{plane}.npy (or a DICOM folder {plane}/)")
+    if missing:
+        raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}")
+    return ExamInput(folder.resolve().name, sources)
+
+
+def plane_named_in(path: str) -> str | None:
+    """The plane a path names by a folder (valid/sagittal/1130.npy) or in its file name, if exactly one."""
+    parts = [part.lower() for part in Path(path).parts]
+    in_folders = {p for p in PLANES if p in parts[:-1]}
+    if len(in_folders) == 1:
+        return in_folders.pop()
+    in_name = {p for p in PLANES if p in parts[-1]} if parts else set()
+    return in_name.pop() if len(in_name) == 1 else None
+
+
+def exams_from_csv(path: Path) -> list[ExamInput]:
+    """The competition's input: a header-less CSV of .npy paths, three rows per case, cases in order.
+
+    Public descriptions disagree on the order of the three rows (axial, coronal, sagittal
+    or sagittal, coronal, axial), so each row's plane is taken from its path when the path
+    names one (as MRNet-v1.0/valid/sagittal/1130.npy does); otherwise the rows are read as
+    axial, coronal, sagittal. Relative paths are taken from the current folder, then from
+    the CSV's folder.
+    """
+    if not path.is_file():
+        raise MRNetError(f"--input-csv {path}: file not found")
+    rows = [line.split(",")[0].strip() for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise MRNetError(f"--input-csv {path}: no rows")
+    if len(rows) % 3:
+        raise MRNetError(f"--input-csv {path}: {len(rows)} rows is not a multiple of 3 (three series per case)")
+    exams, problems = [], []
+    for start in range(0, len(rows), 3):
+        group = rows[start:start + 3]
+        named = [plane_named_in(r) for r in group]
+        if all(n is None for n in named):
+            planes = list(PLANES)
+        elif sorted(n or "" for n in named) == sorted(PLANES):
+            planes = named
+        else:
+            problems.append(f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
+                            f"one sagittal series ({', '.join(group)})")
+            continue
+        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group)}
+        exams.append(ExamInput(case_id_for(sources), sources))
+    if problems:
+        raise MRNetError(f"--input-csv {path}:\n  - " + "\n  - ".join(problems))
+    return unique_case_ids(exams)
+
+
+def _resolve_listed(row: str, csv_folder: Path) -> Path:
+    listed = Path(row)
+    if listed.is_absolute() or listed.exists():
+        return listed
+    beside = csv_folder / listed
+    return beside if beside.exists() else listed
+
+
+def unique_case_ids(exams: list[ExamInput]) -> list[ExamInput]:
+    """Keep case ids distinct (outputs are keyed by them): a repeated id gets a -2, -3 suffix."""
+    seen: dict[str, int] = {}
+    for exam in exams:
+        count = seen.get(exam.case, 0) + 1
+        seen[exam.case] = count
+        if count > 1:
+            exam.case = f"{exam.case}-{count}"
+    return exams
+
+
+def read_series(source: Path, mmap: bool = False) -> np.ndarray:
+    """A .npy file through the same checks as training data, or a DICOM folder converted to uint8."""
+    if source.is_dir():
+        from .dicom import read_dicom_series  # pydicom is optional; only DICOM input needs it
+
+        return read_dicom_series(source)
+    return load_series(source, mmap=mmap)
+
+
+def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:
+    """Read every series header (DICOM folders in full); raise one error listing every bad file.
+
+    Returns the converted DICOM series, so they are not converted twice.
+    """
+    problems, converted = [], {}
+    for exam in exams:
+        for plane, source in exam.sources.items():
+            try:
+                series = read_series(source, mmap=True)
+            except SeriesProblem as err:
+                problems.append(f"{source} ({exam.case}, {plane}): {err}")
+                continue
+            if source.is_dir():
+                converted[source] = series
+    if problems:
+        count = len(problems)
+        raise MRNetError(f"{count} input series cannot be used, no predictions written:\n  - "
+                         + "\n  - ".join(problems) + "\nSee 'Bad input' in README.md for what each check expects.")
+    return converted

@@ -1,0 +1,1 @@
+"""Evaluating trained models on a labelled split: metrics with intervals, ROC figures, the report."""

@@ -1,0 +1,214 @@
+"""Scoring exams with trained plane models: one batched path for validation, stacking, evaluation and prediction.
+
+Everything that turns series into probabilities goes through predict_logits with the shared
+preprocessing, so a probability is the same whichever command computed it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import PLANES, layout
+from .checkpoint import load_checkpoint
+from .data.dataset import check_and_load
+from .data.exams import ExamInput, read_series
+from .data.series import resize_series
+from .data.transforms import preprocess
+from .device import autocast, describe, to_device
+from .errors import MRNetError
+from .models import MRNet, model_for_inference
+
+DEFAULT_IMAGE_SIZE = 256  # MRNet-v1.0's slice size, assumed for checkpoints that do not record theirs
+
+
+def batches_by_slices(slice_counts: Sequence[int], max_slices: int) -> Iterator[list[int]]:
+    """Consecutive exam indices whose slices add up to at most max_slices (at least one exam)."""
+    batch: list[int] = []
+    used = 0
+    for index, count in enumerate(slice_counts):
+        if batch and used + count > max_slices:
+            yield batch
+            batch, used = [], 0
+        batch.append(index)
+        used += count
+    if batch:
+        yield batch
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: MRNet,
+    series: Sequence[np.ndarray],
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    max_slices: int = 512,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Logits (n,) for every series, several exams per forward pass (deterministic path).
+
+    The per-exam max is taken inside each exam's own slices, so the numbers match one
+    exam at a time; batching only changes how many slices the convolutions see at once.
+    """
+    model = getattr(model, "module", model)  # inference needs no gradient sync across ranks
+    model.eval()
+    outputs: list[torch.Tensor] = []
+    groups = list(batches_by_slices([s.shape[0] for s in series], max_slices))
+    for group in tqdm(groups, desc=progress, leave=False, disable=progress_off(progress), unit="batch"):
+        views = [preprocess(to_device(series[i], device)) for i in group]
+        with autocast(device, amp_dtype):
+            logits = model(torch.cat(views), [v.shape[0] for v in views])
+        outputs.append(logits.float())
+    if not outputs:
+        return np.zeros(0, dtype=np.float64)
+    return torch.cat(outputs).double().cpu().numpy()
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+
+def progress_off(progress: str | None) -> bool | None:
+    """No bar without a label; otherwise tqdm's own rule (shown on terminals, hidden in logs)."""
+    return True if progress is None else None
+
+
+# ----------------------------------------------------------------------------- trained models
+
+@dataclass
+class TaskModels:
+    """The three plane models of a task and the slice size each was trained on."""
+
+    task: str
+    models: dict[str, MRNet]
+    image_sizes: dict[str, int]
+
+
+def load_plane_model(models_dir: str | Path, task: str, plane: str, device: torch.device,
+                     image_size: int | None = None) -> tuple[MRNet, int]:
+    """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
+    ckpt = load_checkpoint(layout.best_checkpoint(models_dir, task, plane), task, plane)
+    size = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
+    return model_for_inference(ckpt["model"], device), size
+
+
+def load_task_models(models_dir: Path, task: str, device: torch.device, image_size: int | None) -> TaskModels:
+    models, sizes = {}, {}
+    for plane in PLANES:
+        models[plane], sizes[plane] = load_plane_model(models_dir, task, plane, device, image_size)
+    return TaskModels(task, models, sizes)
+
+
+def fit_to_size(series: np.ndarray, size: int, source: Path, warned: set[tuple[Path, int]]) -> np.ndarray:
+    """Resize a series to the slice size its model was trained on, warning once per file and size."""
+    height = series.shape[-1]
+    if height == size:
+        return series
+    if (source, size) not in warned:
+        warned.add((source, size))
+        print(f"warning: {source}: slices are {height}x{height} but the model was trained on {size}x{size}; "
+              f"resized bilinearly to {size}x{size}", file=sys.stderr)
+    return resize_series(series, size)
+
+
+# ----------------------------------------------------------------------------- a labelled split
+
+def plane_probabilities(data_dir: str | Path, models_dir: str | Path, tasks: Sequence[str], splits: Sequence[str],
+                        device: torch.device, amp_dtype: torch.dtype | None,
+                        max_slices: int) -> dict[tuple[str, str], pd.DataFrame]:
+    """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
+
+    Works plane by plane so only one plane's series are in memory, and each series is
+    read once for all tasks.
+    """
+    check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
+    print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(device)}")
+    columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
+    for plane in PLANES:
+        data = check_and_load(data_dir, tasks, (plane,), splits)
+        models = {task: load_plane_model(models_dir, task, plane, device)[0] for task in tasks}
+        for split in splits:
+            split_data = data[(split, plane)]
+            series = [split_data.series[c] for c in split_data.cases]
+            for task in tasks:
+                logits = predict_logits(models[task], series, device, amp_dtype, max_slices,
+                                        progress=f"{task}-{plane} {split}")
+                columns[(task, split)].append(pd.DataFrame({
+                    "case": split_data.cases, "label": split_data.labels_for(task), plane: sigmoid(logits),
+                }))
+        del data, models
+    return {key: merge_on_case(frames) for key, frames in columns.items()}
+
+
+def merge_on_case(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = merged.merge(frame, on=["case", "label"], how="inner", validate="one_to_one")
+    if len(merged) != len(frames[0]):
+        raise MRNetError("per-plane predictions cover different cases; check the label files")
+    return merged.sort_values("case").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- new exams
+
+@dataclass
+class CamOptions:
+    """Where heatmaps go, how many top slices per series, and whether to add a GIF."""
+
+    out_dir: Path
+    top_k: int = 3
+    gif: bool = False
+
+
+def predict_exams(
+    exams: Sequence[ExamInput],
+    task_models: Sequence[TaskModels],
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    max_slices: int = 512,
+    converted: dict[Path, np.ndarray] | None = None,
+    cam: CamOptions | None = None,
+) -> pd.DataFrame:
+    """One row per exam: `case`, then each task's `{task}_{plane}` probabilities (the stackers come after).
+
+    Plane by plane, so only one plane's series are held in memory; every task's model for
+    that plane scores all exams in batches.
+    """
+    converted = converted or {}
+    table = pd.DataFrame({"case": [e.case for e in exams]})
+    warned: set[tuple[Path, int]] = set()
+    for plane in PLANES:
+        raw = [converted[e.sources[plane]] if e.sources[plane] in converted else read_series(e.sources[plane])
+               for e in exams]
+        for tm in task_models:
+            size = tm.image_sizes[plane]
+            series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams)]
+            logits = predict_logits(tm.models[plane], series, device, amp_dtype, max_slices)
+            table[f"{tm.task}_{plane}"] = sigmoid(logits)
+            if cam is not None:
+                write_cams(cam, exams, series, tm, plane, device)
+        del raw
+    return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
+
+
+def write_cams(cam: CamOptions, exams: Sequence[ExamInput], series: Sequence[np.ndarray], tm: TaskModels,
+               plane: str, device: torch.device) -> None:
+    """Heatmaps of the top slices per exam into <cam>/<case>/; a GIF through all slices if asked."""
+    from .cam import class_activation_maps, save_cam_gif, save_cam_overlays  # matplotlib only when asked
+
+    for exam, volume in zip(exams, series):
+        cams, scores = class_activation_maps(tm.models[plane], volume, device)
+        folder = cam.out_dir / exam.case
+        save_cam_overlays(volume, cams, scores, folder, f"{tm.task}-{plane}", top_k=cam.top_k)
+        if cam.gif:
+            save_cam_gif(volume, cams, scores, folder / f"{tm.task}-{plane}.gif")
+
+

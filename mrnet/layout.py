@@ -1,0 +1,89 @@
+"""The models folder, spelled in one place: where each command reads and writes.
+
+    MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume state)
+    MODELS/<task>-<plane>/metrics.csv             one row per epoch
+    MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
+    MODELS/<task>-<plane>/config.json, environment.json, train.log
+    MODELS/runs/<task>-<plane>/                   TensorBoard events
+    MODELS/ensemble-<task>.joblib                 the task's stacker
+    MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
+    MODELS/report/                                evaluate's default output
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from . import PLANES
+from .errors import MRNetError
+
+BEST = "best.pt"
+LAST = "last.pt"
+METRICS = "metrics.csv"
+VALID_PREDICTIONS = "valid_predictions.csv"
+TRAIN_LOG = "train.log"
+AUC_TABLE = "auc_table.csv"
+ENSEMBLE_PREDICTIONS = "ensemble_valid_predictions.csv"
+REPORT = "report"
+
+
+def model_name(task: str, plane: str) -> str:
+    return f"{task}-{plane}"
+
+
+def model_dir(models_dir: str | Path, task: str, plane: str) -> Path:
+    return Path(models_dir) / model_name(task, plane)
+
+
+def best_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
+    return model_dir(models_dir, task, plane) / BEST
+
+
+def last_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
+    return model_dir(models_dir, task, plane) / LAST
+
+
+def tensorboard_dir(models_dir: str | Path, task: str, plane: str) -> Path:
+    return Path(models_dir) / "runs" / model_name(task, plane)
+
+
+def ensemble_file(models_dir: str | Path, task: str) -> Path:
+    return Path(models_dir) / f"ensemble-{task}.joblib"
+
+
+def report_dir(models_dir: str | Path) -> Path:
+    return Path(models_dir) / REPORT
+
+
+def missing_files(models_dir: str | Path, task: str, with_ensemble: bool) -> list[Path]:
+    """What a task still lacks: a best checkpoint per plane and, if asked, its ensemble."""
+    wanted = [best_checkpoint(models_dir, task, plane) for plane in PLANES]
+    if with_ensemble:
+        wanted.append(ensemble_file(models_dir, task))
+    return [path for path in wanted if not path.is_file()]
+
+
+def complete_tasks(models_dir: str | Path, tasks: Sequence[str],
+                   with_ensemble: bool) -> tuple[list[str], dict[str, list[Path]]]:
+    """Tasks that have every file they need, and per other task the files it lacks."""
+    ready, missing = [], {}
+    for task in tasks:
+        absent = missing_files(models_dir, task, with_ensemble)
+        if absent:
+            missing[task] = absent
+        else:
+            ready.append(task)
+    return ready, missing
+
+
+def ready_tasks(models_dir: str | Path, tasks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Tasks with three plane checkpoints and an ensemble (all that scoring needs), and a line per task skipped."""
+    if not Path(models_dir).is_dir():
+        raise MRNetError(f"models folder {models_dir} does not exist (set --models-dir)")
+    ready, missing = complete_tasks(models_dir, list(tasks), with_ensemble=True)
+    skipped = [f"{task}: skipped, missing {', '.join(str(p) for p in paths)}" for task, paths in missing.items()]
+    if not ready:
+        raise MRNetError(f"no task has its three plane models and ensemble in {models_dir}:\n  "
+                         + "\n  ".join(skipped) + "\ntrain them with scripts/train_all.py")
+    return ready, skipped

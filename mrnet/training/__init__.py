@@ -1,0 +1,1 @@
+"""Training per-plane models: the config, one epoch, the epoch loop, data parallelism and sweeps."""

@@ -1,0 +1,99 @@
+"""The typed config of one per-plane training run, its checks, and what a resumed run may change."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import AMP_MODES, PLANES, TASKS, layout
+from ..errors import MRNetError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one per-plane training run (saved as config.json and in checkpoints)."""
+
+    task: str = "acl"
+    plane: str = "sagittal"
+    data_dir: str = "data/MRNet-v1.0"
+    models_dir: str = "models"
+    epochs: int = 50
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    patience: int = 10  # early stopping: epochs without a better validation score (0 = off)
+    lr_patience: int = 5  # ReduceLROnPlateau, as in the baseline code
+    lr_factor: float = 0.3
+    seed: int = 0
+    device: str = "auto"
+    pretrained: bool = True
+    weights: str | None = None
+    augment: bool = True
+    exams_per_step: int = 1
+    eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
+    amp: str = "auto"
+    channels_last: bool = True  # measured faster on the CPU (README, 'Speed'); --no-channels-last
+    resume: bool = False
+    overwrite: bool = False
+
+    @property
+    def name(self) -> str:
+        return layout.model_name(self.task, self.plane)
+
+    def run_dir(self) -> Path:
+        return layout.model_dir(self.models_dir, self.task, self.plane)
+
+
+# Fields that change what is learned: a resumed run must keep them as they were.
+RECIPE_FIELDS = (
+    "task", "plane", "lr", "weight_decay", "lr_patience", "lr_factor", "seed",
+    "pretrained", "weights", "augment", "exams_per_step",
+)
+# Fields that only say where or how to run: they follow the command line.
+RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.task not in TASKS:
+        problems.append(f"--task {cfg.task}: choose one of {', '.join(TASKS)}")
+    if cfg.plane not in PLANES:
+        problems.append(f"--plane {cfg.plane}: choose one of {', '.join(PLANES)}")
+    if cfg.epochs < 1:
+        problems.append(f"--epochs {cfg.epochs}: must be at least 1")
+    if not cfg.lr > 0:
+        problems.append(f"--lr {cfg.lr}: must be positive")
+    if cfg.weight_decay < 0:
+        problems.append(f"--weight-decay {cfg.weight_decay}: must be 0 or more")
+    if cfg.exams_per_step < 1:
+        problems.append(f"--exams-per-step {cfg.exams_per_step}: must be at least 1")
+    if cfg.eval_max_slices is not None and cfg.eval_max_slices < 1:
+        problems.append(f"--eval-max-slices {cfg.eval_max_slices}: must be at least 1")
+    if cfg.amp not in AMP_MODES:
+        problems.append(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
+    if cfg.resume and cfg.overwrite:
+        problems.append("--resume and --overwrite contradict each other; pick one")
+    if problems:
+        raise MRNetError("; ".join(problems))
+
+
+def merge_resumed_config(cfg: TrainConfig, saved: dict[str, Any], explicit: set[str]) -> TrainConfig:
+    """Recipe fields come from the checkpoint; an explicit different value is an error."""
+    merged = copy.copy(cfg)
+    conflicts = []
+    for name in RECIPE_FIELDS:
+        if name not in saved:
+            continue
+        if name in explicit and getattr(cfg, name) != saved[name]:
+            conflicts.append(f"{name}={getattr(cfg, name)!r} (the run used {saved[name]!r})")
+        setattr(merged, name, saved[name])
+    if conflicts:
+        raise MRNetError(
+            "--resume: these options differ from the run being resumed: " + ", ".join(conflicts)
+            + "; drop them or start a new run with --overwrite"
+        )
+    for name in ("epochs", "patience"):
+        if name not in explicit and name in saved:
+            setattr(merged, name, saved[name])
+    return merged

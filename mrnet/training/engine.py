@@ -1,0 +1,101 @@
+"""One training epoch and one validation pass; both return plain numbers, never log or save."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.transforms import SeriesAugment, train_view
+from ..device import autocast, to_device
+from ..inference import predict_logits, progress_off, sigmoid
+from ..models import MRNet
+from . import distributed
+from .loss import weighted_bce
+
+
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """An RNG fixed by (seed, epoch, stream): a resumed epoch replays exactly, with no saved state."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 17 + stream)
+
+
+def shuffled_order(n: int, seed: int, epoch: int) -> list[int]:
+    return torch.randperm(n, generator=epoch_generator(seed, epoch, stream=0)).tolist()
+
+
+def epoch_augment(seed: int, epoch: int, rank: int = 0) -> SeriesAugment:
+    """Each data-parallel rank draws its own transforms; rank 0 matches a single process."""
+    return SeriesAugment(seed=seed * 1_000_003 + epoch * 17 + 1 + 7919 * rank)
+
+
+def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def train_one_epoch(
+    model: MRNet,
+    optimizer: torch.optim.Optimizer,
+    series: Sequence[np.ndarray],
+    labels: np.ndarray,
+    order: Sequence[int],
+    augment: SeriesAugment | None,
+    pos_weight: float,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    exams_per_step: int = 1,
+    progress: str | None = None,
+) -> dict[str, float]:
+    """One pass over `order`; with exams_per_step = 1 this is the paper's one exam per step.
+
+    The loss is summed on the device and read once at the end, so the loop never waits
+    for the device to report a number. `scaler` scales the loss for fp16 (a disabled
+    scaler passes everything through unchanged).
+    """
+    scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
+    model.train()
+    total = torch.zeros((), device=device, dtype=torch.float64)
+    steps = list(chunks(order, exams_per_step))
+    label_table = torch.tensor(labels, dtype=torch.float32).to(device)  # one copy per epoch, not per step
+    for batch in tqdm(steps, desc=progress, leave=False, disable=progress_off(progress), unit="step"):
+        views = [train_view(to_device(series[i], device), augment) for i in batch]
+        targets = torch.stack([label_table[i] for i in batch])  # device-side views: no host sync
+        with autocast(device, amp_dtype):
+            if len(views) == 1:
+                logits = model(views[0])  # (1,)
+            else:
+                logits = model(torch.cat(views), [v.shape[0] for v in views])  # (k,)
+        loss = weighted_bce(logits.float(), targets, pos_weight)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.detach().double() * len(batch)
+    loss_sum = float(total.item())
+    return {"train_loss": loss_sum / max(len(order), 1), "loss_sum": loss_sum, "exams": len(order)}
+
+
+def validate(
+    model: MRNet,
+    series: Sequence[np.ndarray],
+    labels: np.ndarray,
+    pos_weight: float,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    max_slices: int = 512,
+    ranks: distributed.Ranks = distributed.Ranks(),
+    progress: str | None = None,
+) -> dict[str, float | np.ndarray]:
+    """Loss and probabilities over ALL validation exams (AUC is computed by the caller, once).
+
+    Under data parallelism each rank scores a share and the shares are gathered, so every
+    rank holds the same numbers and takes the same decisions.
+    """
+    mine = list(range(ranks.rank, len(series), ranks.world_size))
+    logits = predict_logits(model, [series[i] for i in mine], device, amp_dtype, max_slices, progress)
+    logits = distributed.gather_by_index(mine, logits, len(series), ranks)
+    loss = weighted_bce(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight)
+    return {"val_loss": float(loss), "probs": sigmoid(logits)}

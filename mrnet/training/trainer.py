@@ -1,0 +1,240 @@
+"""Training one per-plane MRNet: the epoch loop reads like the recipe.
+
+train one epoch -> validate -> step the scheduler -> keep the best -> stop early ->
+checkpoint, once per epoch, with everything needed to resume saved after every epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import layout
+from ..checkpoint import load_checkpoint
+from ..data.dataset import SplitData, check_and_load, find_unlabelled_series, label_path, parse_labels
+from ..device import describe, eval_max_slices, grad_scaler, resolve_amp
+from ..errors import MRNetError
+from ..evaluation.metrics import auc_or_nan, has_both_classes
+from ..files import check_writable, remove_temporary_leftovers
+from ..models import MRNet, build_model
+from ..runinfo import save_run_info
+from . import distributed
+from .config import TrainConfig, merge_resumed_config, validate_config
+from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
+from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
+from .loss import positive_class_weight
+from .state import RunState, plateau_signal, save_best, save_last, state_from_checkpoint, summary_from_state
+
+
+@dataclass
+class Exams:
+    """One split's series of the run's plane, in case order, with the task's labels."""
+
+    cases: list[str]
+    series: list[np.ndarray]
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, split: SplitData, task: str) -> "Exams":
+        return cls(list(split.cases), [split.series[c] for c in split.cases], split.labels_for(task))
+
+
+@dataclass
+class Run:
+    """Everything one training run works with, built once before the first epoch."""
+
+    cfg: TrainConfig
+    model: MRNet
+    net: torch.nn.Module  # the model, wrapped for data parallelism under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    state: RunState
+    train: Exams
+    valid: Exams
+    pos_weight: float
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    ranks: distributed.Ranks
+    writer: Any = None
+
+
+def fit(run: Run) -> None:
+    """The recipe, once per epoch: train, validate, schedule, keep the best, stop early, checkpoint."""
+    cfg, state = run.cfg, run.state
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        started = time.perf_counter()
+        train_loss = train_epoch(run, epoch)
+        val = validate(run.model, run.valid.series, run.valid.labels, run.pos_weight, run.device, run.amp_dtype,
+                       eval_max_slices(cfg.eval_max_slices, run.device), run.ranks)
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["val_loss"],
+               "val_auc": auc_or_nan(run.valid.labels, val["probs"]), "lr": run.optimizer.param_groups[0]["lr"]}
+        state.record(row)
+        run.scheduler.step(plateau_signal(state, row))
+        state.check_stop(cfg.patience, cfg.epochs)
+        if run.ranks.is_main:
+            log_epoch(cfg, row, time.perf_counter() - started, run.writer)
+            save_epoch(run, row, val["probs"])
+        if state.finished:
+            break
+
+
+def train_epoch(run: Run, epoch: int) -> float:
+    """One epoch over this rank's share of the shuffled exams; the mean loss over all ranks."""
+    cfg, ranks = run.cfg, run.ranks
+    stats = train_one_epoch(
+        run.net, run.optimizer, run.train.series, run.train.labels,
+        order=distributed.shard(shuffled_order(len(run.train.series), cfg.seed, epoch), ranks),
+        augment=epoch_augment(cfg.seed, epoch, ranks.rank) if cfg.augment else None,
+        pos_weight=run.pos_weight, device=run.device, amp_dtype=run.amp_dtype, scaler=run.scaler,
+        exams_per_step=cfg.exams_per_step, progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
+    )
+    return distributed.mean_over_ranks(stats["loss_sum"], stats["exams"], ranks)
+
+
+def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
+    """The best epoch's predictions and weights, then the resume state, then metrics.csv.
+
+    Predictions before weights: a kill between leaves last.pt pointing at the previous epoch,
+    which is replayed on resume and rewrites both. metrics.csv last: it is rebuilt from the
+    checkpoint's history on resume.
+    """
+    cfg = run.cfg
+    if row["best"]:
+        write_predictions(cfg.run_dir() / layout.VALID_PREDICTIONS, run.valid.cases, run.valid.labels, probs)
+        save_best(cfg, run.model, run.state)
+    save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, run.state)
+    write_metrics_csv(cfg.run_dir() / layout.METRICS, run.state.history)
+
+
+# ----------------------------------------------------------------------------- setting a run up
+
+def train(cfg: TrainConfig, data: dict[tuple[str, str], SplitData] | None = None,
+          explicit: set[str] | None = None, keep_model: bool = False) -> dict[str, Any]:
+    """Train one model; returns a summary (best epoch, AUC, paths).
+
+    `data` lets a sweep share series already loaded; `explicit` names the options the user
+    set (a resumed run keeps its recipe otherwise); `keep_model` adds the final weights to
+    the summary. Under torchrun each rank calls this and only rank 0 writes.
+    """
+    validate_config(cfg)
+    ranks, device = distributed.setup(cfg.device)
+    try:
+        summary = _train(cfg, data, explicit or set(), ranks, device, keep_model)
+    except BaseException:
+        distributed.abandon(ranks)
+        raise
+    distributed.teardown(ranks)
+    return summary
+
+
+def _train(cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device,
+           keep_model: bool) -> dict[str, Any]:
+    say = print if ranks.is_main else (lambda *a, **k: None)
+    resumed = prepare_run_dir(cfg)
+    distributed.barrier(ranks)  # every rank has read the run folder before rank 0 writes to it
+    if resumed is not None:
+        cfg = merge_resumed_config(cfg, resumed["config"], explicit)
+        validate_config(cfg)
+        if resumed.get("finished") and cfg.epochs <= resumed["epoch"]:
+            say(f"{cfg.name}: already finished at epoch {resumed['epoch']}; nothing to do")
+            return summary_from_state(cfg, state_from_checkpoint(resumed))
+
+    run = build_run(cfg, data if data is not None else load_training_data(cfg), resumed, ranks, device)
+    say(f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
+        f"{int(run.train.labels.sum())} train positives, pos_weight {run.pos_weight:.3f}, device {describe(device)}"
+        + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else ""))
+    if run.state.monitor == "val_loss":
+        say(f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so AUC is undefined; "
+            "the best epoch is chosen by validation loss instead")
+    if resumed is not None:
+        say(f"{cfg.name}: resuming after epoch {run.state.epoch} (best so far: epoch {run.state.best_epoch})")
+    if ranks.is_main:
+        save_run_info(cfg.run_dir(), cfg, describe(device))
+        run.writer = open_tensorboard(cfg, run.state.epoch)
+    try:
+        fit(run)
+    finally:
+        if run.writer is not None:
+            run.writer.close()
+    summary = summary_from_state(cfg, run.state)
+    if ranks.is_main:
+        print_final_table(cfg, summary)
+    if keep_model:
+        summary["model_state"] = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    return summary
+
+
+def load_training_data(cfg: TrainConfig) -> dict[tuple[str, str], SplitData]:
+    return check_and_load(cfg.data_dir, tasks=(cfg.task,), planes=(cfg.plane,))
+
+
+def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Decide between a fresh start and a resume; never silently replace an earlier run."""
+    last = cfg.run_dir() / layout.LAST
+    if cfg.resume:
+        if not last.exists():
+            raise MRNetError(f"--resume: nothing to resume in {cfg.run_dir()} (no last.pt); start without --resume")
+        return load_checkpoint(last, cfg.task, cfg.plane)
+    if last.exists() and not cfg.overwrite:
+        raise MRNetError(
+            f"{cfg.run_dir()} already holds a run; continue it with --resume or start over with --overwrite"
+        )
+    return None
+
+
+def build_run(cfg: TrainConfig, data: dict[tuple[str, str], SplitData], resumed: dict[str, Any] | None,
+              ranks: distributed.Ranks, device: torch.device) -> Run:
+    """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
+    train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
+    train_exams, valid_exams = Exams.of(train_split, cfg.task), Exams.of(valid_split, cfg.task)
+    pos_weight = positive_class_weight(train_exams.labels, f"train-{cfg.task}.csv labels")
+    amp_dtype = resolve_amp(cfg.amp, device)
+    if ranks.is_main:
+        check_writable(cfg.run_dir())
+        warn_unlabelled(cfg)
+        if resumed is not None and remove_temporary_leftovers(cfg.run_dir()):
+            print(f"{cfg.name}: removed the partial file(s) of a write the interrupted run did not finish")
+
+    torch.manual_seed(cfg.seed)  # fixes the initialisation of every layer not loaded from ImageNet
+    model = build_model(pretrained=cfg.pretrained, weights_path=cfg.weights).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
+    )
+    scaler = grad_scaler(device, amp_dtype)
+    state = RunState(monitor="val_auc" if has_both_classes(valid_exams.labels) else "val_loss")
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        if resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+        state = state_from_checkpoint(resumed)
+        torch.set_rng_state(resumed["torch_rng"])
+        state.finished = False
+    state.image_size = most_common_size(train_split)
+    net = distributed.wrap(model, device, ranks)
+    return Run(cfg, model, net, optimizer, scheduler, scaler, state, train_exams, valid_exams, pos_weight,
+               device, amp_dtype, ranks)
+
+
+def most_common_size(split: SplitData) -> int:
+    sizes = pd.Series([s.shape[-1] for s in split.series.values()])
+    return int(sizes.mode().iloc[0]) if len(sizes) else 256
+
+
+def warn_unlabelled(cfg: TrainConfig) -> None:
+    for split in ("train", "valid"):
+        table, _ = parse_labels(label_path(cfg.data_dir, split, cfg.task))
+        extra = find_unlabelled_series(cfg.data_dir, split, cfg.plane, list(table["case"]))
+        if extra:
+            print(f"{cfg.name}: note: {len(extra)} {split}/{cfg.plane} series have no label and are ignored "
+                  f"(e.g. {', '.join(extra[:5])})")

@@ -1,0 +1,60 @@
+"""Helpers shared by the tests: tiny datasets on disk, running the real commands, folder snapshots."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mrnet import PLANES, TASKS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Options that make training commands quick on the CPU: from scratch, a learning rate that moves.
+FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu"]
+
+
+def run_script(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run scripts/<script> as a user would, from the clone, and capture what it prints."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def write_tiny_layout(root: Path, n_train: int = 12, n_valid: int = 8, size: int = 64,
+                      slices: tuple[int, int] = (3, 6), seed: int = 0) -> Path:
+    """A minimal MRNet-v1.0 folder: noise volumes, positives carry a bright square.
+
+    Labels alternate so every task has both classes in both splits; the square makes the
+    task learnable in an epoch or two, which keeps training tests short.
+    """
+    rng = np.random.default_rng(seed)
+    ids = {"train": range(0, n_train), "valid": range(n_train, n_train + n_valid)}
+    for split, cases in ids.items():
+        rows = []
+        for case in cases:
+            label = case % 2
+            for plane in PLANES:
+                folder = root / split / plane
+                folder.mkdir(parents=True, exist_ok=True)
+                s = int(rng.integers(slices[0], slices[1] + 1))
+                volume = rng.integers(0, 90, size=(s, size, size), dtype=np.uint8)
+                if label:
+                    lo, hi = size // 3, size // 3 + size // 4
+                    volume[:, lo:hi, lo:hi] = 240
+                np.save(folder / f"{case:04d}.npy", volume)
+            rows.append(f"{case:04d},{label}")
+        for task in TASKS:
+            (root / f"{split}-{task}.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file below a folder: shows whether a command wrote anything."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -1,12 +1,10 @@
-"""Training and evaluation throughput against a reference loop: python scripts/benchmark.py --device cpu"""
+"""Training and evaluation throughput against a reference loop: python scripts/benchmark.py --device cpu
 
-import sys
-from pathlib import Path
+Runs from a clone with nothing installed: scripts/benchmarks and scripts/mrnet link to the
+benchmark folder and the package. From the repository root, `python -m benchmarks` is the same.
+"""
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mrnet.benchmark import main  # noqa: E402
-from mrnet.errors import run_cli  # noqa: E402
+from benchmarks.throughput import run
 
 if __name__ == "__main__":
-    run_cli(main)
+    run()

@@ -1,4 +1,4 @@
-"""Smoke test of the throughput benchmark: it runs end to end and writes a complete results file.
+"""Smoke tests of the throughput benchmark: it runs end to end and writes a complete results file.
 
 Timings are not checked: they depend on the machine and on whatever else runs on it.
 """
@@ -6,22 +6,29 @@ Timings are not checked: they depend on the machine and on whatever else runs on
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from mrnet.benchmark import main
+from benchmarks.throughput import main
 
+ROOT = Path(__file__).resolve().parents[1]
 PHASES = {"reference_train", "project_train", "reference_eval", "project_eval"}
 RATE_KEYS = ("exams_per_s", "slices_per_s", "epoch_seconds", "seconds")
+TINY = ["--device", "cpu", "--exams", "4", "--size", "64", "--slices", "4", "8", "--warmup", "1", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_benchmark_writes_rates_for_every_phase(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     threads_before = torch.get_num_threads()
     # In-process keeps the test short (a fresh process per phase costs a torch import each);
-    main(["--device", "cpu", "--exams", "4", "--size", "64", "--slices", "4", "8", "--warmup", "1",
-          "--threads", "1", "--in-process", "--json", str(out)])
+    # the per-phase processes are tested below, through the two commands.
+    main([*TINY, "--in-process", "--json", str(out)])
 
     results = json.loads(out.read_text())
     assert set(results["phases"]) == PHASES
@@ -35,4 +42,23 @@ def test_benchmark_writes_rates_for_every_phase(tmp_path: Path) -> None:
     assert set(results["targets"]) == {"train", "eval"}
     assert results["device"]["type"] == "cpu" and results["device"]["name"]
     assert results["data"]["size"] == 64 and 4 <= results["data"]["slices_min"] <= results["data"]["slices_max"] <= 8
+    assert results["config"]["eval_max_slices"] == 64  # the CPU's default, as training and evaluation use
     assert torch.get_num_threads() == threads_before  # --threads must not leak out of an in-process run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["script", "module"])
+def test_phase_processes_import_the_benchmark_from_either_command(entry: str, tmp_path: Path) -> None:
+    """The spawned phase process re-imports benchmarks.throughput: from scripts/ via its link, or from the root."""
+    out = tmp_path / "bench.json"
+    if entry == "script":  # run from elsewhere: only the scripts/benchmarks link can provide the package
+        command, cwd = [sys.executable, str(ROOT / "scripts" / "benchmark.py")], tmp_path
+    else:
+        command, cwd = [sys.executable, "-m", "benchmarks"], ROOT
+    args = [*TINY, "--mode", "eval", "--project-only", "--json", str(out)]
+    result = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    assert result.returncode == 0, result.stderr
+    assert "project eval" in result.stdout
+    assert set(json.loads(out.read_text())["phases"]) == {"project_eval"}

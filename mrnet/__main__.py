@@ -15,8 +15,10 @@ def main(argv: list[str] | None = None) -> None:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown command {argv[0]!r}; choose one of: {known}", file=sys.stderr)
             sys.exit(2)
-        print(f"usage: python -m mrnet COMMAND [options]\n\ncommands: {known}\n"
-              "Each command's options: python -m mrnet COMMAND --help")
+        print(
+            f"usage: python -m mrnet COMMAND [options]\n\ncommands: {known}\n"
+            "Each command's options: python -m mrnet COMMAND --help"
+        )
         return
     command = importlib.import_module(COMMANDS[argv[0]])
     sys.argv = [f"mrnet {argv[0]}", *argv[1:]]

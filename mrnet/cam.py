@@ -9,8 +9,8 @@ trains or changes the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,9 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
+from .data.transforms import preprocess
 from .device import to_device
 from .models import MRNet
-from .data.transforms import preprocess
 
 COLORMAP = "inferno"
 OVERLAY_ALPHA = 0.45
@@ -62,7 +62,7 @@ def class_activation_maps(model: MRNet, series: np.ndarray, device: torch.device
 def top_slices(slice_scores: np.ndarray, k: int) -> list[int]:
     """Indices of the k highest-scoring slices, best first (ties keep slice order)."""
     order = np.argsort(-np.asarray(slice_scores), kind="stable")
-    return [int(i) for i in order[:max(k, 0)]]
+    return [int(i) for i in order[: max(k, 0)]]
 
 
 def cam_peak(cam: np.ndarray) -> tuple[int, int]:
@@ -101,8 +101,9 @@ def save_cam_overlays(
     paths = []
     for rank, index in enumerate(top_slices(slice_scores, top_k), start=1):
         path = out_dir / f"{prefix}-top{rank}-slice{index:02d}.png"
-        _save_overlay_figure(overlay_rgb(series[index], heat[index]),
-                             f"{prefix}  slice {index}  score {slice_scores[index]:+.3f}", path)
+        _save_overlay_figure(
+            overlay_rgb(series[index], heat[index]), f"{prefix}  slice {index}  score {slice_scores[index]:+.3f}", path
+        )
         paths.append(path)
     return paths
 
@@ -138,15 +139,16 @@ def save_cam_gif(
     return path
 
 
-def lesion_hit_rate(cams: Sequence[np.ndarray], slice_scores: Sequence[np.ndarray],
-                    masks: Sequence[np.ndarray]) -> tuple[float, float]:
+def lesion_hit_rate(
+    cams: Sequence[np.ndarray], slice_scores: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> tuple[float, float]:
     """Share of exams whose CAM peak on the top slice falls inside the mask, and the share expected by chance.
 
     Chance is the mask's area fraction on that slice: a peak placed uniformly at random
     would land inside that often. Used to check that maps point at planted lesions.
     """
     hits, chance = [], []
-    for cam, scores, mask in zip(cams, slice_scores, masks):
+    for cam, scores, mask in zip(cams, slice_scores, masks, strict=True):
         index = top_slices(scores, 1)[0]
         row, col = cam_peak(cam[index])
         hits.append(bool(mask[index, row, col]))

@@ -10,8 +10,6 @@ from . import AMP_MODES
 from .errors import MRNetError
 
 
-
-
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without one is an error, not a fallback."""
     if name == "auto":

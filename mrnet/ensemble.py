@@ -7,9 +7,10 @@ or reordered exam cannot silently pair one exam's sagittal score with another's 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import joblib
 import numpy as np
@@ -26,7 +27,6 @@ from .evaluation.metrics import auc_or_nan, has_both_classes
 from .files import atomic_write, write_json
 from .inference import plane_probabilities
 from .runinfo import environment, plain
-
 
 TABLE_COLUMNS = ["task", *PLANES, "ensemble"]
 
@@ -48,11 +48,14 @@ class MetaConfig:
 
 # ----------------------------------------------------------------------------- the stacker
 
+
 def new_stacker(seed: int) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
 
 
-def fit_stacker(train: pd.DataFrame, valid: pd.DataFrame, fit_on: str, folds: int, seed: int) -> tuple[LogisticRegression, np.ndarray]:
+def fit_stacker(
+    train: pd.DataFrame, valid: pd.DataFrame, fit_on: str, folds: int, seed: int
+) -> tuple[LogisticRegression, np.ndarray]:
     """Fit the stacker; return it and its valid-split probabilities used for the reported AUC.
 
     fit_on="train": the paper's protocol, fitted on the CNNs' training-set probabilities.
@@ -119,6 +122,7 @@ def ensemble_probabilities(bundle: dict[str, Any], table: pd.DataFrame) -> np.nd
 
 # ----------------------------------------------------------------------------- the command
 
+
 def validate_meta_config(cfg: MetaConfig) -> None:
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown:
@@ -140,8 +144,11 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
         log(f"ensemble: skipped {line}")
     if not ready:
         raise MRNetError(
-            "no task has all three plane checkpoints in " + str(cfg.models_dir) + ":\n  "
-            + "\n  ".join(lines) + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
+            "no task has all three plane checkpoints in "
+            + str(cfg.models_dir)
+            + ":\n  "
+            + "\n  ".join(lines)
+            + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
         )
     for task in ready:  # a wrong or corrupt checkpoint is reported before any long computation
         for plane in PLANES:
@@ -149,8 +156,15 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
 
     splits = ("train", "valid") if cfg.fit_on == "train" else ("valid",)
     device = resolve_device(cfg.device)
-    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, device, resolve_amp(cfg.amp, device),
-                                eval_max_slices(cfg.eval_max_slices, device))
+    probs = plane_probabilities(
+        cfg.data_dir,
+        cfg.models_dir,
+        ready,
+        splits,
+        device,
+        resolve_amp(cfg.amp, device),
+        eval_max_slices(cfg.eval_max_slices, device),
+    )
     rows, valid_out = [], []
     for task in ready:
         valid = probs[(task, "valid")]
@@ -158,16 +172,18 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
         model, ens = fit_stacker(train, valid, cfg.fit_on, cfg.folds, cfg.seed)
         save_ensemble(layout.ensemble_file(cfg.models_dir, task), model, task, cfg.fit_on)
         labels = valid["label"].to_numpy()
-        rows.append({"task": task, **{p: auc_or_nan(labels, valid[p]) for p in PLANES},
-                     "ensemble": auc_or_nan(labels, ens)})
+        rows.append(
+            {"task": task, **{p: auc_or_nan(labels, valid[p]) for p in PLANES}, "ensemble": auc_or_nan(labels, ens)}
+        )
         valid_out.append(valid.assign(ensemble=ens, task=task)[["task", "case", "label", *PLANES, "ensemble"]])
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     out = Path(cfg.models_dir)
     atomic_write(out / layout.AUC_TABLE, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     predictions = pd.concat(valid_out, ignore_index=True)
-    atomic_write(out / layout.ENSEMBLE_PREDICTIONS,
-                 lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f"))
+    atomic_write(
+        out / layout.ENSEMBLE_PREDICTIONS, lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f")
+    )
     write_json(out / "meta_config.json", plain(cfg))
     write_json(out / "meta_environment.json", environment())
     return table

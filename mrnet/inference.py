@@ -7,9 +7,9 @@ preprocessing, so a probability is the same whichever command computed it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,13 +75,13 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-
 def progress_off(progress: str | None) -> bool | None:
     """No bar without a label; otherwise tqdm's own rule (shown on terminals, hidden in logs)."""
     return True if progress is None else None
 
 
 # ----------------------------------------------------------------------------- trained models
+
 
 @dataclass
 class TaskModels:
@@ -92,8 +92,9 @@ class TaskModels:
     image_sizes: dict[str, int]
 
 
-def load_plane_model(models_dir: str | Path, task: str, plane: str, device: torch.device,
-                     image_size: int | None = None) -> tuple[MRNet, int]:
+def load_plane_model(
+    models_dir: str | Path, task: str, plane: str, device: torch.device, image_size: int | None = None
+) -> tuple[MRNet, int]:
     """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
     ckpt = load_checkpoint(layout.best_checkpoint(models_dir, task, plane), task, plane)
     size = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
@@ -114,16 +115,26 @@ def fit_to_size(series: np.ndarray, size: int, source: Path, warned: set[tuple[P
         return series
     if (source, size) not in warned:
         warned.add((source, size))
-        print(f"warning: {source}: slices are {height}x{height} but the model was trained on {size}x{size}; "
-              f"resized bilinearly to {size}x{size}", file=sys.stderr)
+        print(
+            f"warning: {source}: slices are {height}x{height} but the model was trained on {size}x{size}; "
+            f"resized bilinearly to {size}x{size}",
+            file=sys.stderr,
+        )
     return resize_series(series, size)
 
 
 # ----------------------------------------------------------------------------- a labelled split
 
-def plane_probabilities(data_dir: str | Path, models_dir: str | Path, tasks: Sequence[str], splits: Sequence[str],
-                        device: torch.device, amp_dtype: torch.dtype | None,
-                        max_slices: int) -> dict[tuple[str, str], pd.DataFrame]:
+
+def plane_probabilities(
+    data_dir: str | Path,
+    models_dir: str | Path,
+    tasks: Sequence[str],
+    splits: Sequence[str],
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    max_slices: int,
+) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
 
     Works plane by plane so only one plane's series are in memory, and each series is
@@ -139,11 +150,18 @@ def plane_probabilities(data_dir: str | Path, models_dir: str | Path, tasks: Seq
             split_data = data[(split, plane)]
             series = [split_data.series[c] for c in split_data.cases]
             for task in tasks:
-                logits = predict_logits(models[task], series, device, amp_dtype, max_slices,
-                                        progress=f"{task}-{plane} {split}")
-                columns[(task, split)].append(pd.DataFrame({
-                    "case": split_data.cases, "label": split_data.labels_for(task), plane: sigmoid(logits),
-                }))
+                logits = predict_logits(
+                    models[task], series, device, amp_dtype, max_slices, progress=f"{task}-{plane} {split}"
+                )
+                columns[(task, split)].append(
+                    pd.DataFrame(
+                        {
+                            "case": split_data.cases,
+                            "label": split_data.labels_for(task),
+                            plane: sigmoid(logits),
+                        }
+                    )
+                )
         del data, models
     return {key: merge_on_case(frames) for key, frames in columns.items()}
 
@@ -158,6 +176,7 @@ def merge_on_case(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- new exams
+
 
 @dataclass
 class CamOptions:
@@ -186,11 +205,13 @@ def predict_exams(
     table = pd.DataFrame({"case": [e.case for e in exams]})
     warned: set[tuple[Path, int]] = set()
     for plane in PLANES:
-        raw = [converted[e.sources[plane]] if e.sources[plane] in converted else read_series(e.sources[plane])
-               for e in exams]
+        raw = [
+            converted[e.sources[plane]] if e.sources[plane] in converted else read_series(e.sources[plane])
+            for e in exams
+        ]
         for tm in task_models:
             size = tm.image_sizes[plane]
-            series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams)]
+            series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams, strict=True)]
             logits = predict_logits(tm.models[plane], series, device, amp_dtype, max_slices)
             table[f"{tm.task}_{plane}"] = sigmoid(logits)
             if cam is not None:
@@ -199,16 +220,20 @@ def predict_exams(
     return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
 
 
-def write_cams(cam: CamOptions, exams: Sequence[ExamInput], series: Sequence[np.ndarray], tm: TaskModels,
-               plane: str, device: torch.device) -> None:
+def write_cams(
+    cam: CamOptions,
+    exams: Sequence[ExamInput],
+    series: Sequence[np.ndarray],
+    tm: TaskModels,
+    plane: str,
+    device: torch.device,
+) -> None:
     """Heatmaps of the top slices per exam into <cam>/<case>/; a GIF through all slices if asked."""
     from .cam import class_activation_maps, save_cam_gif, save_cam_overlays  # matplotlib only when asked
 
-    for exam, volume in zip(exams, series):
+    for exam, volume in zip(exams, series, strict=True):
         cams, scores = class_activation_maps(tm.models[plane], volume, device)
         folder = cam.out_dir / exam.case
         save_cam_overlays(volume, cams, scores, folder, f"{tm.task}-{plane}", top_k=cam.top_k)
         if cam.gif:
             save_cam_gif(volume, cams, scores, folder / f"{tm.task}-{plane}.gif")
-
-

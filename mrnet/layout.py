@@ -1,19 +1,19 @@
 """The models folder, spelled in one place: where each command reads and writes.
 
-    MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume state)
-    MODELS/<task>-<plane>/metrics.csv             one row per epoch
-    MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
-    MODELS/<task>-<plane>/config.json, environment.json, train.log
-    MODELS/runs/<task>-<plane>/                   TensorBoard events
-    MODELS/ensemble-<task>.joblib                 the task's stacker
-    MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
-    MODELS/report/                                evaluate's default output
+MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume state)
+MODELS/<task>-<plane>/metrics.csv             one row per epoch
+MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
+MODELS/<task>-<plane>/config.json, environment.json, train.log
+MODELS/runs/<task>-<plane>/                   TensorBoard events
+MODELS/ensemble-<task>.joblib                 the task's stacker
+MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
+MODELS/report/                                evaluate's default output
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import PLANES
 from .errors import MRNetError
@@ -64,8 +64,9 @@ def missing_files(models_dir: str | Path, task: str, with_ensemble: bool) -> lis
     return [path for path in wanted if not path.is_file()]
 
 
-def complete_tasks(models_dir: str | Path, tasks: Sequence[str],
-                   with_ensemble: bool) -> tuple[list[str], dict[str, list[Path]]]:
+def complete_tasks(
+    models_dir: str | Path, tasks: Sequence[str], with_ensemble: bool
+) -> tuple[list[str], dict[str, list[Path]]]:
     """Tasks that have every file they need, and per other task the files it lacks."""
     ready, missing = [], {}
     for task in tasks:
@@ -84,6 +85,9 @@ def ready_tasks(models_dir: str | Path, tasks: Sequence[str]) -> tuple[list[str]
     ready, missing = complete_tasks(models_dir, list(tasks), with_ensemble=True)
     skipped = [f"{task}: skipped, missing {', '.join(str(p) for p in paths)}" for task, paths in missing.items()]
     if not ready:
-        raise MRNetError(f"no task has its three plane models and ensemble in {models_dir}:\n  "
-                         + "\n  ".join(skipped) + "\ntrain them with scripts/train_all.py")
+        raise MRNetError(
+            f"no task has its three plane models and ensemble in {models_dir}:\n  "
+            + "\n  ".join(skipped)
+            + "\ntrain them with scripts/train_all.py"
+        )
     return ready, skipped

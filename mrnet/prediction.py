@@ -7,9 +7,10 @@ as evaluation, so a prediction here equals the one the evaluation report counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -75,16 +76,19 @@ def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
     return table[columns]
 
 
-def predictions_json(table: pd.DataFrame, exams: Sequence[ExamInput], tasks: Sequence[str],
-                     task_models: Sequence[TaskModels]) -> dict[str, Any]:
+def predictions_json(
+    table: pd.DataFrame, exams: Sequence[ExamInput], tasks: Sequence[str], task_models: Sequence[TaskModels]
+) -> dict[str, Any]:
     sources = {e.case: e.sources for e in exams}
     exam_rows = []
     for row in table.to_dict("records"):
-        exam_rows.append({
-            "case": row["case"],
-            "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
-            "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
-        })
+        exam_rows.append(
+            {
+                "case": row["case"],
+                "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
+                "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
+            }
+        )
     return {
         "tasks": list(tasks),
         "image_sizes": {tm.task: tm.image_sizes for tm in task_models},

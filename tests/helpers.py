@@ -20,12 +20,18 @@ FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device",
 def run_script(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run scripts/<script> as a user would, from the clone, and capture what it prints."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
-def write_tiny_layout(root: Path, n_train: int = 12, n_valid: int = 8, size: int = 64,
-                      slices: tuple[int, int] = (3, 6), seed: int = 0) -> Path:
+def write_tiny_layout(
+    root: Path, n_train: int = 12, n_valid: int = 8, size: int = 64, slices: tuple[int, int] = (3, 6), seed: int = 0
+) -> Path:
     """A minimal MRNet-v1.0 folder: noise volumes, positives carry a bright square.
 
     Labels alternate so every task has both classes in both splits; the square makes the
@@ -56,5 +62,8 @@ def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime) of every file below a folder: shows whether a command wrote anything."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -56,8 +56,14 @@ def test_phase_processes_import_the_benchmark_from_either_command(entry: str, tm
     else:
         command, cwd = [sys.executable, "-m", "benchmarks"], ROOT
     args = [*TINY, "--mode", "eval", "--project-only", "--json", str(out)]
-    result = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
     assert result.returncode == 0, result.stderr
     assert "project eval" in result.stdout

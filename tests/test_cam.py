@@ -9,10 +9,10 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from mrnet.cam import class_activation_maps, lesion_hit_rate, save_cam_gif, save_cam_overlays, top_slices
-from mrnet.training.engine import train_one_epoch
+from mrnet.data.transforms import preprocess
 from mrnet.models import MRNet, build_model
 from mrnet.synthetic import make_exam
-from mrnet.data.transforms import preprocess
+from mrnet.training.engine import train_one_epoch
 
 CPU = torch.device("cpu")
 
@@ -73,7 +73,7 @@ def plant_lesion(series: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
     cy, cx = rng.integers(SIZE // 5, SIZE - SIZE // 5, size=2)
     yy, xx = np.mgrid[:SIZE, :SIZE]
     mask = np.zeros(series.shape, dtype=bool)
-    mask[slice_index] = (yy - cy) ** 2 + (xx - cx) ** 2 <= LESION_RADIUS ** 2
+    mask[slice_index] = (yy - cy) ** 2 + (xx - cx) ** 2 <= LESION_RADIUS**2
     planted = series.copy()
     planted[mask] = 255
     return planted, mask
@@ -119,4 +119,4 @@ def test_cam_peaks_inside_planted_lesion_more_often_than_chance(lesion_model):
     assert hit_rate > chance
     assert hit_rate > 4 * chance, f"CAM peak inside the lesion in {hit_rate:.0%} of exams (chance {chance:.1%})"
     # the top-scoring slice is the one holding the lesion
-    assert np.mean([m[top_slices(s, 1)[0]].any() for s, m in zip(scores, masks)]) >= 0.75
+    assert np.mean([m[top_slices(s, 1)[0]].any() for s, m in zip(scores, masks, strict=True)]) >= 0.75

@@ -30,7 +30,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt_module.torch, "save", fill_disk)
-    with pytest.raises(MRNetError, match="No space left on device.*intact"):
+    with pytest.raises(MRNetError, match=r"No space left on device.*intact"):
         save_checkpoint({"task": "acl", "plane": "sagittal", "epoch": 2}, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
@@ -44,10 +44,10 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 def test_file_that_is_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="notes.pt is not a readable MRNet checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes.pt is not a readable MRNet checkpoint"):
         load_checkpoint(tmp_path / "notes.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="foreign.pt is not an MRNet checkpoint"):
+    with pytest.raises(CheckpointError, match=r"foreign.pt is not an MRNet checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
 
 

@@ -36,8 +36,7 @@ def test_slice_counts_may_differ_between_planes(tiny_data):
 
 
 def test_ids_without_padding_in_csv_are_padded(tiny_data):
-    (tiny_data / "train-acl.csv").write_text(
-        "\n".join(f"{i},{i % 2}" for i in range(12)) + "\n")
+    (tiny_data / "train-acl.csv").write_text("\n".join(f"{i},{i % 2}" for i in range(12)) + "\n")
     data = check_and_load(tiny_data, tasks=("acl",))
     assert data[("train", "axial")].cases[0] == "0000"
 
@@ -94,12 +93,15 @@ def test_colour_axis(tiny_data):
     assert "train/sagittal/0001.npy" in message and "colour axis" in message
 
 
-@pytest.mark.parametrize("shape,phrase", [
-    ((0, 64, 64), "0 slices"),
-    ((4, 64, 80), "square"),
-    ((4, 32, 32), "at least 64x64"),
-    ((64, 64), "2 dimensions"),
-])
+@pytest.mark.parametrize(
+    "shape,phrase",
+    [
+        ((0, 64, 64), "0 slices"),
+        ((4, 64, 80), "square"),
+        ((4, 32, 32), "at least 64x64"),
+        ((64, 64), "2 dimensions"),
+    ],
+)
 def test_bad_shapes(tiny_data, shape, phrase):
     np.save(tiny_data / "valid" / "axial" / "0012.npy", np.zeros(shape, np.uint8))
     message = problems_of(tiny_data)

@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pandas as pd
 import torch
-
 from helpers import ROOT
+
 from mrnet.checkpoint import load_checkpoint
 from mrnet.data.dataset import check_and_load
-from mrnet.training.distributed import Ranks, shard
 from mrnet.inference import predict_logits, sigmoid
 from mrnet.models import model_for_inference
+from mrnet.training.distributed import Ranks, shard
 
 
 def test_shards_are_equal_sized_and_cover_every_exam():
@@ -38,10 +38,27 @@ def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     weights.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-         str(ROOT / "tests" / "ddp_worker.py"), str(tiny_data), str(out), str(weights)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            str(ROOT / "tests" / "ddp_worker.py"),
+            str(tiny_data),
+            str(out),
+            str(weights),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 data-parallel ranks" in result.stdout
@@ -50,8 +67,9 @@ def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
     gathered = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
-    model = model_for_inference(load_checkpoint(out / "acl-sagittal" / "best.pt", "acl", "sagittal")["model"],
-                                torch.device("cpu"))
+    model = model_for_inference(
+        load_checkpoint(out / "acl-sagittal" / "best.pt", "acl", "sagittal")["model"], torch.device("cpu")
+    )
     valid = check_and_load(tiny_data, ("acl",), ("sagittal",), ("valid",))[("valid", "sagittal")]
     single = sigmoid(predict_logits(model, [valid.series[c] for c in valid.cases], torch.device("cpu")))
     assert gathered["case"].tolist() == valid.cases

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import FAST, folder_snapshot, write_tiny_layout
 from helpers import run_script as run
+
 from mrnet.checkpoint import load_checkpoint
 from mrnet.training import trainer as train_module
 from mrnet.training.config import TrainConfig
@@ -17,8 +17,22 @@ from mrnet.training.trainer import train
 
 def test_synthetic_data_to_auc_table(tmp_path):
     data, models = tmp_path / "data", tmp_path / "models"
-    made = run("make_synthetic.py", "--out", str(data), "--train", "16", "--valid", "12", "--size", "64",
-               "--slices", "3", "5", "--seed", "1")
+    made = run(
+        "make_synthetic.py",
+        "--out",
+        str(data),
+        "--train",
+        "16",
+        "--valid",
+        "12",
+        "--size",
+        "64",
+        "--slices",
+        "3",
+        "5",
+        "--seed",
+        "1",
+    )
     assert made.returncode == 0, made.stderr
     trained = run("train_all.py", "--data-dir", str(data), "--output-dir", str(models), "--epochs", "1", *FAST)
     assert trained.returncode == 0, trained.stderr
@@ -49,12 +63,37 @@ def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "write_metrics_csv", interrupt_after_checkpoint)
         with pytest.raises(KeyboardInterrupt):
-            train(TrainConfig(task="acl", plane="axial", data_dir=str(tiny_data), models_dir=str(models),
-                              epochs=2, lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
+            train(
+                TrainConfig(
+                    task="acl",
+                    plane="axial",
+                    data_dir=str(tiny_data),
+                    models_dir=str(models),
+                    epochs=2,
+                    lr=1e-4,
+                    weight_decay=1e-4,
+                    pretrained=False,
+                    device="cpu",
+                )
+            )
     assert load_checkpoint(models / "acl-axial" / "last.pt")["epoch"] == 1
 
-    result = run("train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(models), "--epochs", "2",
-                 "--tasks", "acl", "--planes", "axial", "coronal", "--skip-meta", *FAST)
+    result = run(
+        "train_all.py",
+        "--data-dir",
+        str(tiny_data),
+        "--output-dir",
+        str(models),
+        "--epochs",
+        "2",
+        "--tasks",
+        "acl",
+        "--planes",
+        "axial",
+        "coronal",
+        "--skip-meta",
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
     assert "acl-axial: resuming after epoch 1" in result.stdout
     assert len(pd.read_csv(models / "acl-axial" / "metrics.csv")) == 2
@@ -69,10 +108,13 @@ def break_dataset(data: Path) -> None:
     (data / "valid-acl.csv").write_text("case,label\n" + text)
 
 
-@pytest.mark.parametrize("script,extra", [
-    ("train_plane.py", ["--task", "acl", "--plane", "sagittal", "--epochs", "1"]),
-    ("train_all.py", ["--epochs", "1"]),
-])
+@pytest.mark.parametrize(
+    "script,extra",
+    [
+        ("train_plane.py", ["--task", "acl", "--plane", "sagittal", "--epochs", "1"]),
+        ("train_all.py", ["--epochs", "1"]),
+    ],
+)
 def test_bad_data_gives_one_message_and_writes_nothing(tiny_data, tmp_path, script, extra):
     models = tmp_path / "models"
     models.mkdir()
@@ -95,10 +137,34 @@ def test_train_meta_on_bad_data_and_missing_models(tmp_path):
 
 
 def test_bad_arguments_are_named(tiny_data, tmp_path):
-    result = run("train_plane.py", "--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data),
-                 "--output-dir", str(tmp_path / "m"), "--epochs", "0", "--no-pretrained")
+    result = run(
+        "train_plane.py",
+        "--task",
+        "acl",
+        "--plane",
+        "sagittal",
+        "--data-dir",
+        str(tiny_data),
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--epochs",
+        "0",
+        "--no-pretrained",
+    )
     assert result.returncode == 2 and "--epochs 0" in result.stderr and "Traceback" not in result.stderr
-    result = run("train_plane.py", "--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data),
-                 "--output-dir", str(tmp_path / "m"), "--device", "cuda", "--no-pretrained")
+    result = run(
+        "train_plane.py",
+        "--task",
+        "acl",
+        "--plane",
+        "sagittal",
+        "--data-dir",
+        str(tiny_data),
+        "--output-dir",
+        str(tmp_path / "m"),
+        "--device",
+        "cuda",
+        "--no-pretrained",
+    )
     if "no CUDA device" in result.stderr:
         assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -24,8 +24,17 @@ def one_epoch(scaler: torch.amp.GradScaler | None) -> dict[str, torch.Tensor]:
     model = build_model(pretrained=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     series, labels = tiny_exams()
-    train_one_epoch(model, optimizer, series, labels, order=[0, 1, 2, 3], augment=None, pos_weight=1.0,
-                    device=torch.device("cpu"), scaler=scaler)
+    train_one_epoch(
+        model,
+        optimizer,
+        series,
+        labels,
+        order=[0, 1, 2, 3],
+        augment=None,
+        pos_weight=1.0,
+        device=torch.device("cpu"),
+        scaler=scaler,
+    )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -56,8 +65,17 @@ def test_overflowing_gradients_skip_the_step_and_lower_the_scale():
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, enabled=True)
     series, _ = tiny_exams(1)
     # A positive exam weighted 100x: loss ~ 69, scaled past float32's range, so its gradients are not finite.
-    train_one_epoch(model, optimizer, series, np.array([1]), order=[0], augment=None, pos_weight=100.0,
-                    device=torch.device("cpu"), scaler=scaler)
+    train_one_epoch(
+        model,
+        optimizer,
+        series,
+        np.array([1]),
+        order=[0],
+        augment=None,
+        pos_weight=100.0,
+        device=torch.device("cpu"),
+        scaler=scaler,
+    )
     assert scaler.get_scale() == 2.0**126  # backed off by half
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -71,8 +89,18 @@ def test_the_trainer_hands_its_scaler_to_every_epoch(tiny_data, tmp_path, monkey
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", spy)
-    trainer.train(TrainConfig(task="acl", plane="axial", data_dir=str(tiny_data), models_dir=str(tmp_path / "m"),
-                              epochs=2, pretrained=False, device="cpu", amp="off"))
+    trainer.train(
+        TrainConfig(
+            task="acl",
+            plane="axial",
+            data_dir=str(tiny_data),
+            models_dir=str(tmp_path / "m"),
+            epochs=2,
+            pretrained=False,
+            device="cpu",
+            amp="off",
+        )
+    )
     assert len(seen) == 2 and all(isinstance(s, torch.amp.GradScaler) for s in seen)
     assert not seen[0].is_enabled()  # fp32: no scaling
 

@@ -8,12 +8,12 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import write_tiny_layout
+
 from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker, load_ensemble, save_ensemble
+from mrnet.errors import MRNetError
 from mrnet.inference import merge_on_case
 from mrnet.layout import ensemble_file as ensemble_path
-from mrnet.errors import MRNetError
 from mrnet.training.config import TrainConfig
 from mrnet.training.trainer import train
 
@@ -22,21 +22,24 @@ def known_probabilities(n: int, seed: int) -> pd.DataFrame:
     """Sagittal carries the signal, coronal a little, axial none."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
-    return pd.DataFrame({
-        "case": [f"{i:04d}" for i in range(n)],
-        "label": labels,
-        "axial": rng.random(n),
-        "coronal": np.clip(0.3 * labels + 0.7 * rng.random(n), 0, 1),
-        "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
-    })
+    return pd.DataFrame(
+        {
+            "case": [f"{i:04d}" for i in range(n)],
+            "label": labels,
+            "axial": rng.random(n),
+            "coronal": np.clip(0.3 * labels + 0.7 * rng.random(n), 0, 1),
+            "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
+        }
+    )
 
 
 def test_stacker_on_known_probabilities_weights_the_informative_plane():
     train, valid = known_probabilities(200, 0), known_probabilities(100, 1)
     model, probs = fit_stacker(train, valid, "train", folds=5, seed=0)
-    coef = dict(zip(["axial", "coronal", "sagittal"], model.coef_[0]))
+    coef = dict(zip(["axial", "coronal", "sagittal"], model.coef_[0], strict=True))
     assert coef["sagittal"] > coef["coronal"] > abs(coef["axial"])
     from sklearn.metrics import roc_auc_score
+
     assert roc_auc_score(valid["label"], probs) > 0.95
 
 
@@ -78,7 +81,7 @@ def test_version_mismatch_warns(tmp_path):
 
 def test_not_an_ensemble_file(tmp_path):
     (tmp_path / "x.joblib").write_text("nope")
-    with pytest.raises(MRNetError, match="x.joblib"):
+    with pytest.raises(MRNetError, match=r"x.joblib"):
         load_ensemble(tmp_path / "x.joblib")
 
 
@@ -88,8 +91,19 @@ def acl_models(tmp_path_factory):
     data = write_tiny_layout(root / "data")
     out = root / "models"
     for plane in ("axial", "coronal", "sagittal"):
-        train(TrainConfig(task="acl", plane=plane, data_dir=str(data), models_dir=str(out), epochs=2,
-                          lr=1e-4, weight_decay=1e-4, pretrained=False, device="cpu"))
+        train(
+            TrainConfig(
+                task="acl",
+                plane=plane,
+                data_dir=str(data),
+                models_dir=str(out),
+                epochs=2,
+                lr=1e-4,
+                weight_decay=1e-4,
+                pretrained=False,
+                device="cpu",
+            )
+        )
     return data, out
 
 
@@ -104,6 +118,7 @@ def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, caps
     assert ensemble_path(out, "acl").is_file()
     per_plane = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
     from sklearn.metrics import roc_auc_score
+
     assert saved.loc[0, "sagittal"] == pytest.approx(roc_auc_score(per_plane["label"], per_plane["prob"]), abs=1e-4)
 
 
@@ -115,7 +130,8 @@ def test_meta_with_no_complete_task_is_a_clear_error(acl_models):
 
 def test_meta_valid_cv(acl_models):
     data, out = acl_models
-    table = fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], fit_on="valid-cv",
-                                folds=3, device="cpu"))
+    table = fit_ensembles(
+        MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], fit_on="valid-cv", folds=3, device="cpu")
+    )
     assert 0.0 <= table.loc[0, "ensemble"] <= 1.0
     assert load_ensemble(ensemble_path(out, "acl"))["fit_on"] == "valid-cv"

@@ -13,22 +13,28 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mrnet import PLANES, TASKS
+from mrnet.errors import MRNetError
 from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
 from mrnet.evaluation.metrics import (
-    auc_rows, bootstrap_auc, bootstrap_indices, competition_score, operating_point, youden_threshold,
+    auc_rows,
+    bootstrap_auc,
+    bootstrap_indices,
+    competition_score,
+    operating_point,
+    youden_threshold,
 )
-from mrnet.errors import MRNetError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- metrics by hand
 
+
 def test_rank_auc_equals_sklearn_with_ties():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, size=(20, 30))
     scores = np.round(rng.random((20, 30)), 1)  # rounding creates ties
-    expected = [roc_auc_score(y, s) for y, s in zip(labels, scores)]
+    expected = [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)]
     assert np.allclose(auc_rows(labels, scores), expected)
 
 
@@ -84,11 +90,18 @@ def test_competition_score_is_mean_column_auc():
 
 # ----------------------------------------------------------------------------- the command
 
+
 @pytest.fixture(scope="module")
 def report(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    cfg = EvalConfig(data_dir=str(tiny.data_dir), models_dir=str(tiny.models_dir), out=str(out),
-                     bootstrap=200, device="cpu", heatmap_exams=1)
+    cfg = EvalConfig(
+        data_dir=str(tiny.data_dir),
+        models_dir=str(tiny.models_dir),
+        out=str(out),
+        bootstrap=200,
+        device="cpu",
+        heatmap_exams=1,
+    )
     return out, run_evaluate(cfg).metrics
 
 
@@ -145,10 +158,27 @@ def test_missing_models_is_a_clear_error(tiny, tmp_path):
 
 def test_evaluate_script_runs(tiny, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--data-dir", str(tiny.data_dir),
-         "--models-dir", str(tiny.models_dir), "--out", str(tmp_path / "r"), "--bootstrap", "50",
-         "--device", "cpu", "--tasks", "acl", "--heatmap-exams", "0"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate.py"),
+            "--data-dir",
+            str(tiny.data_dir),
+            "--models-dir",
+            str(tiny.models_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "--bootstrap",
+            "50",
+            "--device",
+            "cpu",
+            "--tasks",
+            "acl",
+            "--heatmap-exams",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "competition" in result.stdout and "acl" in result.stdout

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mrnet.training.loss import positive_class_weight, weighted_bce
 from mrnet.errors import MRNetError
 from mrnet.evaluation.metrics import auc_or_nan
+from mrnet.training.loss import positive_class_weight, weighted_bce
 
 
 def test_pos_weight_is_negatives_over_positives():

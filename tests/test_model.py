@@ -79,8 +79,7 @@ def test_download_failure_gives_a_way_out(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(AlexNet_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
-                        lambda self, *a, **k: offline())
+    monkeypatch.setattr(AlexNet_Weights.IMAGENET1K_V1.__class__, "get_state_dict", lambda self, *a, **k: offline())
     with pytest.raises(MRNetError) as err:
         build_model(pretrained=True)
     message = str(err.value)
@@ -99,7 +98,7 @@ def test_bad_weights_files_are_named(tmp_path):
     with pytest.raises(MRNetError, match="not found"):
         build_model(weights_path=str(tmp_path / "missing.pth"))
     (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(MRNetError, match="junk.pth"):
+    with pytest.raises(MRNetError, match=r"junk.pth"):
         build_model(weights_path=str(tmp_path / "junk.pth"))
     torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(MRNetError, match="not a torchvision AlexNet"):
@@ -111,7 +110,7 @@ def test_from_scratch_init_is_seeded():
     a = build_model(pretrained=False)
     torch.manual_seed(3)
     b = build_model(pretrained=False)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_from_scratch_convolutions_keep_the_signal_alive():

@@ -13,16 +13,16 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_models import SIZE
 
 from mrnet import PLANES, TASKS
+from mrnet.cli.common import run_cli
+from mrnet.cli.predict import main
 from mrnet.data.dataset import series_path
 from mrnet.data.dicom import series_from_datasets
-from mrnet.cli.common import run_cli
-from mrnet.errors import MRNetError
-from mrnet.cli.predict import main
 from mrnet.data.exams import plane_named_in
 from mrnet.data.series import resize_series
-from tiny_models import SIZE
+from mrnet.errors import MRNetError
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["case"] + [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble")]
@@ -43,8 +43,9 @@ def training_predictions(tiny) -> pd.DataFrame:
 
 def test_three_files_give_csv_and_json(tiny, tmp_path, capsys):
     case = valid_cases(tiny)[0]
-    table = main(["--models-dir", str(tiny.models_dir), *plane_args(tiny, case), "--out", str(tmp_path),
-                  "--device", "cpu"])
+    table = main(
+        ["--models-dir", str(tiny.models_dir), *plane_args(tiny, case), "--out", str(tmp_path), "--device", "cpu"]
+    )
     printed = capsys.readouterr().out
     assert case in printed and "ensemble" in printed
 
@@ -69,8 +70,18 @@ def test_exam_folder_input(tiny, valid_run, tmp_path):
     folder.mkdir()
     for plane in PLANES:
         shutil.copy(series_path(tiny.data_dir, "valid", plane, case), folder / f"{plane}.npy")
-    table = main(["--models-dir", str(tiny.models_dir), "--exam-dir", str(folder), "--out", str(tmp_path / "out"),
-                  "--device", "cpu"])
+    table = main(
+        [
+            "--models-dir",
+            str(tiny.models_dir),
+            "--exam-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert list(table["case"]) == ["knee-07"]
     assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
 
@@ -82,8 +93,18 @@ def valid_run(tiny, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     rows = [str(series_path(tiny.data_dir, "valid", p, c)) for c in valid_cases(tiny) for p in reversed(PLANES)]
     listing = out / "valid-paths.csv"
     listing.write_text("\n".join(rows) + "\n")
-    table = main(["--models-dir", str(tiny.models_dir), "--input-csv", str(listing), "--out", str(out / "out"),
-                  "--device", "cpu"])
+    table = main(
+        [
+            "--models-dir",
+            str(tiny.models_dir),
+            "--input-csv",
+            str(listing),
+            "--out",
+            str(out / "out"),
+            "--device",
+            "cpu",
+        ]
+    )
     return out / "out", table.set_index("case")
 
 
@@ -106,15 +127,25 @@ def test_competition_csv_matches_training_predictions(tiny, valid_run):
 def test_csv_without_plane_names_is_read_axial_coronal_sagittal(tiny, valid_run, tmp_path):
     case = valid_cases(tiny)[2]
     rows = []
-    for letter, plane in zip("abc", PLANES):
+    for letter, plane in zip("abc", PLANES, strict=True):
         target = tmp_path / letter / f"{case}.npy"  # paths that do not name the plane
         target.parent.mkdir()
         shutil.copy(series_path(tiny.data_dir, "valid", plane, case), target)
         rows.append(str(target))
     listing = tmp_path / "paths.csv"
     listing.write_text("\n".join(rows) + "\n")
-    table = main(["--models-dir", str(tiny.models_dir), "--input-csv", str(listing), "--out", str(tmp_path / "a"),
-                  "--device", "cpu"])
+    table = main(
+        [
+            "--models-dir",
+            str(tiny.models_dir),
+            "--input-csv",
+            str(listing),
+            "--out",
+            str(tmp_path / "a"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert list(table["case"]) == [case]
     assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
 
@@ -126,8 +157,17 @@ def test_larger_series_are_resized_with_a_warning(tiny, tmp_path, capsys):
         series = np.load(series_path(tiny.data_dir, "valid", plane, case))
         files[plane] = tmp_path / f"{plane}-big.npy"
         np.save(files[plane], series.repeat(2, axis=1).repeat(2, axis=2))  # 128 px
-    main(["--models-dir", str(tiny.models_dir), *[a for p in PLANES for a in (f"--{p}", str(files[p]))],
-          "--out", str(tmp_path / "out"), "--device", "cpu"])
+    main(
+        [
+            "--models-dir",
+            str(tiny.models_dir),
+            *[a for p in PLANES for a in (f"--{p}", str(files[p]))],
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     for plane in PLANES:
         assert f"{files[plane]}: slices are 128x128 but the model was trained on {SIZE}x{SIZE}" in err
@@ -156,7 +196,7 @@ def test_bad_input_exits_2_naming_the_file(tiny, tmp_path, capsys):
 
 
 def test_missing_models_dir_is_a_clear_error(tiny, tmp_path):
-    with pytest.raises(MRNetError, match="models folder .* does not exist"):
+    with pytest.raises(MRNetError, match=r"models folder .* does not exist"):
         main(["--models-dir", str(tmp_path / "none"), *plane_args(tiny, valid_cases(tiny)[0]), "--device", "cpu"])
 
 
@@ -166,8 +206,17 @@ def test_task_without_models_is_skipped(tiny, tmp_path, capsys):
         (partial / f"acl-{plane}").mkdir(parents=True)
         shutil.copy(tiny.models_dir / f"acl-{plane}" / "best.pt", partial / f"acl-{plane}" / "best.pt")
     shutil.copy(tiny.models_dir / "ensemble-acl.joblib", partial / "ensemble-acl.joblib")
-    table = main(["--models-dir", str(partial), *plane_args(tiny, valid_cases(tiny)[0]), "--out", str(tmp_path / "o"),
-                  "--device", "cpu"])
+    table = main(
+        [
+            "--models-dir",
+            str(partial),
+            *plane_args(tiny, valid_cases(tiny)[0]),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "abnormal: skipped" in printed and "meniscus: skipped" in printed
     assert list(table.columns) == ["case", "acl_axial", "acl_coronal", "acl_sagittal", "acl_ensemble"]
@@ -183,9 +232,16 @@ def test_dicom_folders_need_pydicom(tiny, tmp_path):
 
 def fake_slice(z: float, value: int, instance: int) -> SimpleNamespace:
     return SimpleNamespace(
-        pixel_array=np.full((4, 6), value, dtype=np.int16), ImagePositionPatient=[0.0, 0.0, z],
-        ImageOrientationPatient=[1, 0, 0, 0, 1, 0], InstanceNumber=instance, WindowCenter=100, WindowWidth=200,
-        RescaleSlope=1, RescaleIntercept=0, PhotometricInterpretation="MONOCHROME2", SeriesInstanceUID="1.2",
+        pixel_array=np.full((4, 6), value, dtype=np.int16),
+        ImagePositionPatient=[0.0, 0.0, z],
+        ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+        InstanceNumber=instance,
+        WindowCenter=100,
+        WindowWidth=200,
+        RescaleSlope=1,
+        RescaleIntercept=0,
+        PhotometricInterpretation="MONOCHROME2",
+        SeriesInstanceUID="1.2",
     )
 
 
@@ -208,10 +264,27 @@ def test_plane_named_in_paths():
 def test_predict_script_with_heatmaps(tiny, tmp_path):
     case = valid_cases(tiny)[0]
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "predict.py"), "--models-dir", str(tiny.models_dir),
-         *plane_args(tiny, case), "--out", str(tmp_path / "out"), "--device", "cpu", "--tasks", "acl",
-         "--cam", str(tmp_path / "cam"), "--cam-top-k", "2", "--cam-gif"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "predict.py"),
+            "--models-dir",
+            str(tiny.models_dir),
+            *plane_args(tiny, case),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--tasks",
+            "acl",
+            "--cam",
+            str(tmp_path / "cam"),
+            "--cam-top-k",
+            "2",
+            "--cam-gif",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert case in result.stdout

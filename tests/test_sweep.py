@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-
 from helpers import FAST
 from helpers import run_script as run
+
 from mrnet.cli.common import training_config_from_args
 from mrnet.cli.train_all import train_plane_argv
 from mrnet.cli.train_plane import get_args_parser
@@ -13,8 +13,19 @@ from mrnet.training.config import TrainConfig
 
 
 def test_worker_command_line_rebuilds_the_same_config():
-    cfg = TrainConfig(task="meniscus", plane="coronal", data_dir="d", models_dir="o", epochs=3, lr=2e-4,
-                      pretrained=False, augment=False, channels_last=False, seed=5, resume=True)
+    cfg = TrainConfig(
+        task="meniscus",
+        plane="coronal",
+        data_dir="d",
+        models_dir="o",
+        epochs=3,
+        lr=2e-4,
+        pretrained=False,
+        augment=False,
+        channels_last=False,
+        seed=5,
+        resume=True,
+    )
     explicit = {"epochs", "lr", "pretrained", "augment", "channels_last", "seed"}
     argv = train_plane_argv(cfg, explicit, "cuda:1")
     assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
@@ -24,8 +35,21 @@ def test_worker_command_line_rebuilds_the_same_config():
 
 def test_models_spread_over_two_workers(tiny_data, tmp_path):
     models = tmp_path / "models"
-    result = run("train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(models), "--epochs", "1",
-                 "--tasks", "acl", "--devices", "cpu", "cpu", *FAST)
+    result = run(
+        "train_all.py",
+        "--data-dir",
+        str(tiny_data),
+        "--output-dir",
+        str(models),
+        "--epochs",
+        "1",
+        "--tasks",
+        "acl",
+        "--devices",
+        "cpu",
+        "cpu",
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done on cpu") == 3
     for plane in ("axial", "coronal", "sagittal"):

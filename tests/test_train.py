@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from helpers import ROOT, folder_snapshot
+
 from mrnet.checkpoint import load_checkpoint
 from mrnet.cli.train_plane import main
 from mrnet.errors import CheckpointError, MRNetError
@@ -25,8 +25,18 @@ from mrnet.training.trainer import train
 
 
 def config(data: Path, out: Path, **overrides) -> TrainConfig:
-    values = dict(task="acl", plane="sagittal", data_dir=str(data), models_dir=str(out), epochs=1,
-                  lr=1e-4, weight_decay=1e-4, pretrained=False, seed=0, device="cpu")
+    values = dict(
+        task="acl",
+        plane="sagittal",
+        data_dir=str(data),
+        models_dir=str(out),
+        epochs=1,
+        lr=1e-4,
+        weight_decay=1e-4,
+        pretrained=False,
+        seed=0,
+        device="cpu",
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -73,8 +83,9 @@ def test_resume_continues_to_the_same_result(tiny_data, tmp_path):
     train(config(tiny_data, tmp_path / "split", epochs=1))
     train(config(tiny_data, tmp_path / "split", epochs=3, resume=True), explicit={"epochs"})
     for name in ("metrics.csv", "valid_predictions.csv"):
-        assert (tmp_path / "straight" / "acl-sagittal" / name).read_text() == \
-               (tmp_path / "split" / "acl-sagittal" / name).read_text()
+        assert (tmp_path / "straight" / "acl-sagittal" / name).read_text() == (
+            tmp_path / "split" / "acl-sagittal" / name
+        ).read_text()
     a = load_checkpoint(tmp_path / "straight" / "acl-sagittal" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "split" / "acl-sagittal" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -84,7 +95,7 @@ def test_existing_run_is_not_overwritten_without_asking(tiny_data, tmp_path):
     out = tmp_path / "models"
     train(config(tiny_data, out))
     before = folder_snapshot(out)
-    with pytest.raises(MRNetError, match="--resume.*--overwrite"):
+    with pytest.raises(MRNetError, match=r"--resume.*--overwrite"):
         train(config(tiny_data, out))
     assert folder_snapshot(out) == before
     train(config(tiny_data, out, overwrite=True))
@@ -97,7 +108,7 @@ def test_resume_without_a_run(tiny_data, tmp_path):
 
 def test_resume_with_a_different_recipe_is_refused(tiny_data, tmp_path):
     train(config(tiny_data, tmp_path / "m"))
-    with pytest.raises(MRNetError, match="lr=0.001.*differ|differ.*lr=0.001"):
+    with pytest.raises(MRNetError, match=r"lr=0.001.*differ|differ.*lr=0.001"):
         train(config(tiny_data, tmp_path / "m", epochs=2, resume=True, lr=1e-3), explicit={"lr", "epochs"})
 
 
@@ -144,8 +155,23 @@ def test_early_stopping(tiny_data, tmp_path):
 
 
 def test_main_parses_the_command_line(tiny_data, tmp_path):
-    summary = main(["--task", "meniscus", "--plane", "coronal", "--data-dir", str(tiny_data),
-                    "--output-dir", str(tmp_path / "m"), "--epochs", "1", "--no-pretrained", "--device", "cpu"])
+    summary = main(
+        [
+            "--task",
+            "meniscus",
+            "--plane",
+            "coronal",
+            "--data-dir",
+            str(tiny_data),
+            "--output-dir",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "--no-pretrained",
+            "--device",
+            "cpu",
+        ]
+    )
     assert summary["model"] == "meniscus-coronal"
     saved = json.loads((tmp_path / "m" / "meniscus-coronal" / "config.json").read_text())
     assert saved["lr"] == 1e-5 and saved["weight_decay"] == 0.01  # the paper's defaults
@@ -153,13 +179,36 @@ def test_main_parses_the_command_line(tiny_data, tmp_path):
 
 def run_script(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train_plane.py"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train_plane.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
 
 
 def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp_path):
-    common = ["--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data), "--epochs", "6",
-              "--lr", "1e-4", "--weight-decay", "1e-4", "--no-pretrained", "--device", "cpu", "--seed", "3"]
+    common = [
+        "--task",
+        "acl",
+        "--plane",
+        "sagittal",
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "6",
+        "--lr",
+        "1e-4",
+        "--weight-decay",
+        "1e-4",
+        "--no-pretrained",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ]
     straight = run_script([*common, "--output-dir", str(tmp_path / "straight")])
 
     killed_dir = tmp_path / "killed"
@@ -181,8 +230,9 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tiny_data, tmp
     straight.communicate(timeout=300)
     assert straight.returncode == 0
     for name in ("metrics.csv", "valid_predictions.csv"):
-        assert (killed_dir / "acl-sagittal" / name).read_text() == \
-               (tmp_path / "straight" / "acl-sagittal" / name).read_text()
+        assert (killed_dir / "acl-sagittal" / name).read_text() == (
+            tmp_path / "straight" / "acl-sagittal" / name
+        ).read_text()
     assert temporary_leftovers(killed_dir / "acl-sagittal") == []
 
 

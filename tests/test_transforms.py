@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from mrnet.data.transforms import (
-    MRNET_MEAN, MRNET_STD, AugmentParams, SeriesAugment, apply_affine, preprocess, scale_series, train_view,
+    MRNET_MEAN,
+    MRNET_STD,
+    AugmentParams,
+    SeriesAugment,
+    apply_affine,
+    preprocess,
+    scale_series,
+    train_view,
 )
 
 

@@ -12,8 +12,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrnet.synthetic import make_dataset
 from mrnet.cli.train_all import main as train_all
+from mrnet.synthetic import make_dataset
 
 SIZE = 64
 
@@ -24,7 +24,7 @@ class TinyRun:
     models_dir: Path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_models(base: Path) -> TinyRun:
     """Synthetic data (12 train / 10 valid exams, 64 px, 2-4 slices) and nine 1-epoch models with ensembles.
 
@@ -33,7 +33,26 @@ def trained_models(base: Path) -> TinyRun:
     data_dir, models_dir = base / "tiny-data", base / "tiny-models"
     make_dataset(data_dir, n_train=12, n_valid=10, size=SIZE, seed=0, slices=(2, 4), overwrite=True)
     with contextlib.redirect_stdout(io.StringIO()):
-        train_all(["--data-dir", str(data_dir), "--output-dir", str(models_dir), "--no-pretrained",
-                   "--epochs", "1", "--lr", "1e-4", "--weight-decay", "1e-4", "--patience", "0",
-                   "--no-augment", "--exams-per-step", "4", "--seed", "0"])
+        train_all(
+            [
+                "--data-dir",
+                str(data_dir),
+                "--output-dir",
+                str(models_dir),
+                "--no-pretrained",
+                "--epochs",
+                "1",
+                "--lr",
+                "1e-4",
+                "--weight-decay",
+                "1e-4",
+                "--patience",
+                "0",
+                "--no-augment",
+                "--exams-per-step",
+                "4",
+                "--seed",
+                "0",
+            ]
+        )
     return TinyRun(data_dir, models_dir)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import AMP_MODES, FIT_ON, TASKS
 from ..errors import MRNetError
 
-
-
-EVAL_SLICES_HELP = "slices per forward pass when scoring (default: 64 on the CPU, where it measured fastest; 512 on CUDA)"
+EVAL_SLICES_HELP = (
+    "slices per forward pass when scoring (default: 64 on the CPU, where it measured fastest; 512 on CUDA)"
+)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
@@ -45,35 +46,75 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     add_models_dir(parser, None, f"where models and logs go (default {d.models_dir}; --output-dir is the same)")
     parser.add_argument("--epochs", type=int, default=None, help=f"maximum epochs (default {d.epochs})")
     parser.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {d.lr})")
-    parser.add_argument("--weight-decay", type=float, default=None,
-                        help=f"Adam weight decay (default {d.weight_decay})")
-    parser.add_argument("--patience", type=int, default=None,
-                        help="stop after this many epochs without a better validation AUC; 0 = never "
-                             f"(default {d.patience})")
-    parser.add_argument("--lr-patience", type=int, default=None,
-                        help=f"ReduceLROnPlateau patience (default {d.lr_patience})")
-    parser.add_argument("--lr-factor", type=float, default=None,
-                        help=f"ReduceLROnPlateau factor (default {d.lr_factor})")
-    parser.add_argument("--seed", type=int, default=None,
-                        help=f"fixes data order, augmentation and initialisation (default {d.seed})")
+    parser.add_argument(
+        "--weight-decay", type=float, default=None, help=f"Adam weight decay (default {d.weight_decay})"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help=f"stop after this many epochs without a better validation AUC; 0 = never (default {d.patience})",
+    )
+    parser.add_argument(
+        "--lr-patience", type=int, default=None, help=f"ReduceLROnPlateau patience (default {d.lr_patience})"
+    )
+    parser.add_argument(
+        "--lr-factor", type=float, default=None, help=f"ReduceLROnPlateau factor (default {d.lr_factor})"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help=f"fixes data order, augmentation and initialisation (default {d.seed})"
+    )
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False, default=None,
-                        help="train AlexNet from scratch instead of ImageNet weights")
+    parser.add_argument(
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_const",
+        const=False,
+        default=None,
+        help="train AlexNet from scratch instead of ImageNet weights",
+    )
     parser.add_argument("--weights", default=None, help="a local torchvision AlexNet weights file (no download)")
-    parser.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=None,
-                        help="switch off rotation/shift/flip augmentation")
-    parser.add_argument("--exams-per-step", type=int, default=None,
-                        help="exams per optimiser step (default 1, the paper's recipe)")
+    parser.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        default=None,
+        help="switch off rotation/shift/flip augmentation",
+    )
+    parser.add_argument(
+        "--exams-per-step", type=int, default=None, help="exams per optimiser step (default 1, the paper's recipe)"
+    )
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
-    parser.add_argument("--amp", default=None, choices=AMP_MODES,
-                        help="autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off), off, bf16, "
-                             "fp16 (CUDA only, with loss scaling) (default auto)")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                        default=None, help="keep the default NCHW memory format instead of channels_last")
-    parser.add_argument("--resume", action="store_const", const=True, default=None,
-                        help="continue the run in the output folder from its last completed epoch")
-    parser.add_argument("--overwrite", action="store_const", const=True, default=None,
-                        help="replace an earlier run in the output folder")
+    parser.add_argument(
+        "--amp",
+        default=None,
+        choices=AMP_MODES,
+        help="autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off), off, bf16, "
+        "fp16 (CUDA only, with loss scaling) (default auto)",
+    )
+    parser.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_const",
+        const=False,
+        default=None,
+        help="keep the default NCHW memory format instead of channels_last",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_const",
+        const=True,
+        default=None,
+        help="continue the run in the output folder from its last completed epoch",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_const",
+        const=True,
+        default=None,
+        help="replace an earlier run in the output folder",
+    )
 
 
 def training_config_from_args(args: argparse.Namespace, **overrides: Any):
@@ -89,9 +130,13 @@ def training_config_from_args(args: argparse.Namespace, **overrides: Any):
 
 
 def add_ensemble_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fit-on", default="train", choices=FIT_ON,
-                        help="train: the paper's protocol (stacker fitted on the CNNs' train-set probabilities); "
-                             "valid-cv: cross-validated on the valid split, free of in-sample optimism")
+    parser.add_argument(
+        "--fit-on",
+        default="train",
+        choices=FIT_ON,
+        help="train: the paper's protocol (stacker fitted on the CNNs' train-set probabilities); "
+        "valid-cv: cross-validated on the valid split, free of in-sample optimism",
+    )
     parser.add_argument("--folds", type=int, default=5, help="folds for --fit-on valid-cv (default 5)")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import AMP_MODES
 from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, run_cli
@@ -12,22 +12,27 @@ from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, run_cli
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
-                    "heatmaps, report.md and competition-format predictions.")
-    parser.add_argument("--data-dir", default="data/MRNet-v1.0",
-                        help="MRNet-v1.0 layout folder (default data/MRNet-v1.0)")
+        "heatmaps, report.md and competition-format predictions."
+    )
+    parser.add_argument(
+        "--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder (default data/MRNet-v1.0)"
+    )
     add_models_dir(parser, "models", "trained models (default models)")
-    parser.add_argument("--split", default="valid", choices=("train", "valid"),
-                        help="split to evaluate (default valid)")
+    parser.add_argument(
+        "--split", default="valid", choices=("train", "valid"), help="split to evaluate (default valid)"
+    )
     parser.add_argument("--out", default=None, help="report folder (default <models-dir>/report)")
-    parser.add_argument("--bootstrap", type=int, default=2000,
-                        help="bootstrap resamples for the AUC intervals; 0 = none (default 2000)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=2000, help="bootstrap resamples for the AUC intervals; 0 = none (default 2000)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     add_tasks(parser)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
-    parser.add_argument("--heatmap-exams", type=int, default=2,
-                        help="positive exams per task shown with heatmaps (default 2)")
+    parser.add_argument(
+        "--heatmap-exams", type=int, default=2, help="positive exams per task shown with heatmaps (default 2)"
+    )
     return parser
 
 
@@ -37,13 +42,23 @@ def main(argv: Sequence[str] | None = None):
     from ..evaluation.report import text_table
 
     cfg = EvalConfig(
-        data_dir=args.data_dir, models_dir=args.models_dir, split=args.split, out=args.out, bootstrap=args.bootstrap,
-        seed=args.seed, device=args.device, amp=args.amp, tasks=list(args.tasks), eval_max_slices=args.eval_max_slices,
+        data_dir=args.data_dir,
+        models_dir=args.models_dir,
+        split=args.split,
+        out=args.out,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        tasks=list(args.tasks),
+        eval_max_slices=args.eval_max_slices,
         heatmap_exams=args.heatmap_exams,
     )
     result = run_evaluate(cfg)
-    print(f"\nEvaluation on {result.split} ({result.n_exams} exams); thresholds chosen on train by Youden's J; "
-          f"AUC intervals from {result.bootstrap} bootstrap resamples")
+    print(
+        f"\nEvaluation on {result.split} ({result.n_exams} exams); thresholds chosen on train by Youden's J; "
+        f"AUC intervals from {result.bootstrap} bootstrap resamples"
+    )
     print(text_table(result.metrics))
     print(f"competition score (mean ensemble AUC): {result.score:.4f}")
     for note in result.notes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import SPLITS, TASKS
 from ..errors import MRNetError
@@ -22,12 +22,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
     parser.add_argument("--train", type=int, default=120, help="number of train exams (default: 120)")
     parser.add_argument("--valid", type=int, default=60, help="number of valid exams (default: 60)")
-    parser.add_argument("--size", type=int, default=256,
-                        help="slice width and height in pixels, >= 64 (default: 256)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed; the same seed writes identical files (default: 0)")
-    parser.add_argument("--slices", type=int, nargs=2, metavar=("LO", "HI"), default=None,
-                        help="slice-count range for every plane (default: MRNet's per-plane ranges, mean about 31)")
+    parser.add_argument("--size", type=int, default=256, help="slice width and height in pixels, >= 64 (default: 256)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed writes identical files (default: 0)"
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="slice-count range for every plane (default: MRNet's per-plane ranges, mean about 31)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     return parser
 
@@ -58,8 +64,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         bars[0].update(1)
 
     try:
-        summary = make_dataset(args.out, n_train=args.train, n_valid=args.valid, size=args.size, seed=args.seed,
-                               slices=slices, overwrite=args.overwrite, progress=advance)
+        summary = make_dataset(
+            args.out,
+            n_train=args.train,
+            n_valid=args.valid,
+            size=args.size,
+            seed=args.seed,
+            slices=slices,
+            overwrite=args.overwrite,
+            progress=advance,
+        )
     except (ValueError, FileExistsError) as err:
         raise MRNetError(str(err)) from None
     finally:
@@ -67,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             bar.close()
     total = summary["train"]["n"] + summary["valid"]["n"]
     slice_text = "MRNet slice ranges" if slices is None else f"{slices[0]}-{slices[1]} slices"
-    print(f"wrote {total} synthetic exams ({args.size} px, {slice_text}, seed {args.seed}) to {args.out} "
-          f"in {time.perf_counter() - started:.1f} s; positives per task:")
+    print(
+        f"wrote {total} synthetic exams ({args.size} px, {slice_text}, seed {args.seed}) to {args.out} "
+        f"in {time.perf_counter() - started:.1f} s; positives per task:"
+    )
     print(positives_table(summary))
     return summary
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import AMP_MODES, PLANES
 from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, fmt, run_cli
@@ -13,23 +13,35 @@ MAX_PRINTED_EXAMS = 20
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models.")
+        description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models."
+    )
     add_models_dir(parser, "models", "trained models (default models)")
     source = parser.add_argument_group("input (choose one)")
     for plane in PLANES:
         source.add_argument(f"--{plane}", default=None, metavar="FILE.npy", help=f"the exam's {plane} series")
-    source.add_argument("--exam-dir", default=None, metavar="DIR",
-                        help="a folder with axial.npy, coronal.npy, sagittal.npy "
-                             "(or DICOM folders axial/ coronal/ sagittal/)")
-    source.add_argument("--input-csv", default=None, metavar="FILE",
-                        help="the competition's input: a header-less CSV of .npy paths, three rows per case")
+    source.add_argument(
+        "--exam-dir",
+        default=None,
+        metavar="DIR",
+        help="a folder with axial.npy, coronal.npy, sagittal.npy (or DICOM folders axial/ coronal/ sagittal/)",
+    )
+    source.add_argument(
+        "--input-csv",
+        default=None,
+        metavar="FILE",
+        help="the competition's input: a header-less CSV of .npy paths, three rows per case",
+    )
     parser.add_argument("--out", default="predictions", help="output folder (default predictions)")
     add_tasks(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="slice size the models were trained on, for checkpoints that do not record it "
-                             "(default: the checkpoint's, else 256)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="slice size the models were trained on, for checkpoints that do not record it "
+        "(default: the checkpoint's, else 256)",
+    )
     parser.add_argument("--max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
     parser.add_argument("--cam", default=None, metavar="OUT_DIR", help="write class activation heatmaps here")
     parser.add_argument("--cam-top-k", type=int, default=3, help="slices per heatmap set (default 3)")
@@ -45,7 +57,7 @@ def print_predictions(table, tasks: Sequence[str]) -> None:
     for row in table.head(MAX_PRINTED_EXAMS).to_dict("records"):
         for task in tasks:
             cells = "".join(f"{fmt(row[f'{task}_{c}']):>10}" for c in models)
-            print(f"{str(row['case']):<12}{task:<10}{cells}")
+            print(f"{row['case']!s:<12}{task:<10}{cells}")
     if len(table) > MAX_PRINTED_EXAMS:
         print(f"... {len(table) - MAX_PRINTED_EXAMS} more exams in the CSV")
 
@@ -55,10 +67,21 @@ def main(argv: Sequence[str] | None = None):
     from ..prediction import PredictConfig, run_predict
 
     cfg = PredictConfig(
-        models_dir=args.models_dir, axial=args.axial, coronal=args.coronal, sagittal=args.sagittal,
-        exam_dir=args.exam_dir, input_csv=args.input_csv, out=args.out, tasks=list(args.tasks),
-        device=args.device, amp=args.amp, image_size=args.image_size, max_slices=args.max_slices,
-        cam=args.cam, cam_top_k=args.cam_top_k, cam_gif=args.cam_gif,
+        models_dir=args.models_dir,
+        axial=args.axial,
+        coronal=args.coronal,
+        sagittal=args.sagittal,
+        exam_dir=args.exam_dir,
+        input_csv=args.input_csv,
+        out=args.out,
+        tasks=list(args.tasks),
+        device=args.device,
+        amp=args.amp,
+        image_size=args.image_size,
+        max_slices=args.max_slices,
+        cam=args.cam,
+        cam_top_k=args.cam_top_k,
+        cam_gif=args.cam_gif,
     )
     result = run_predict(cfg)
     print()

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import PLANES, TASKS
 from .common import add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
 
 # Config fields that are switches on the command line, and the switch that sets each.
-FLAG_OF = {"pretrained": "--no-pretrained", "augment": "--no-augment", "channels_last": "--no-channels-last",
-           "overwrite": "--overwrite", "resume": "--resume"}
+FLAG_OF = {
+    "pretrained": "--no-pretrained",
+    "augment": "--no-augment",
+    "channels_last": "--no-channels-last",
+    "overwrite": "--overwrite",
+    "resume": "--resume",
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -23,9 +29,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES)
     parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
-    parser.add_argument("--devices", nargs="+", default=None,
-                        help="train several models at once, one process per listed device "
-                             "(default: every visible GPU when there are several)")
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        default=None,
+        help="train several models at once, one process per listed device "
+        "(default: every visible GPU when there are several)",
+    )
     add_training_args(parser)
     add_ensemble_args(parser)
     return parser
@@ -35,8 +45,21 @@ def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
     """The train-plane command line that reproduces `cfg` on one device, run as a module of this package."""
     from ..training.config import TrainConfig
 
-    argv = [sys.executable, "-m", "mrnet.cli.train_plane", "--task", cfg.task, "--plane", cfg.plane,
-            "--device", device, "--data-dir", cfg.data_dir, "--models-dir", cfg.models_dir]
+    argv = [
+        sys.executable,
+        "-m",
+        "mrnet.cli.train_plane",
+        "--task",
+        cfg.task,
+        "--plane",
+        cfg.plane,
+        "--device",
+        device,
+        "--data-dir",
+        cfg.data_dir,
+        "--models-dir",
+        cfg.models_dir,
+    ]
     for name in sorted(explicit - {"task", "plane", "device", "data_dir", "models_dir", "resume", "overwrite"}):
         value = getattr(cfg, name)
         if name in FLAG_OF:
@@ -63,9 +86,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     else:
         summaries = train_in_process(todo, explicit)
     if not args.skip_meta:
-        meta = MetaConfig(data_dir=base.data_dir, models_dir=base.models_dir, tasks=list(args.tasks),
-                          fit_on=args.fit_on, folds=args.folds, seed=base.seed, device=base.device,
-                          amp=base.amp, eval_max_slices=base.eval_max_slices)
+        meta = MetaConfig(
+            data_dir=base.data_dir,
+            models_dir=base.models_dir,
+            tasks=list(args.tasks),
+            fit_on=args.fit_on,
+            folds=args.folds,
+            seed=base.seed,
+            device=base.device,
+            amp=base.amp,
+            eval_max_slices=base.eval_max_slices,
+        )
         print_auc_table(fit_ensembles(meta), meta.fit_on)
     return summaries
 

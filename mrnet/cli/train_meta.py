@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from .. import AMP_MODES
 from .common import EVAL_SLICES_HELP, add_ensemble_args, add_models_dir, add_tasks, print_auc_table, run_cli
@@ -27,8 +27,15 @@ def main(argv: Sequence[str] | None = None):
     from ..ensemble import MetaConfig, fit_ensembles
 
     cfg = MetaConfig(
-        data_dir=args.data_dir, models_dir=args.models_dir, tasks=list(args.tasks), fit_on=args.fit_on,
-        folds=args.folds, seed=args.seed, device=args.device, amp=args.amp, eval_max_slices=args.eval_max_slices,
+        data_dir=args.data_dir,
+        models_dir=args.models_dir,
+        tasks=list(args.tasks),
+        fit_on=args.fit_on,
+        folds=args.folds,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        eval_max_slices=args.eval_max_slices,
     )
     table = fit_ensembles(cfg)
     print_auc_table(table, cfg.fit_on)

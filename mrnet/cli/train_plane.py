@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import PLANES, TASKS
 from .common import add_training_args, run_cli, training_config_from_args

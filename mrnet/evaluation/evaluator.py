@@ -8,9 +8,10 @@ models and split. Nothing is refitted.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,15 +77,24 @@ def validate_eval_config(cfg: EvalConfig) -> None:
 
 # ----------------------------------------------------------------------------- probabilities
 
-def model_probabilities(cfg: EvalConfig, tasks: Sequence[str],
-                        device: torch.device) -> dict[tuple[str, str], pd.DataFrame]:
+
+def model_probabilities(
+    cfg: EvalConfig, tasks: Sequence[str], device: torch.device
+) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
 
     Train is needed for the thresholds, which are chosen there and applied unchanged.
     """
     splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
-    tables = plane_probabilities(cfg.data_dir, cfg.models_dir, tasks, splits, device, resolve_amp(cfg.amp, device),
-                                 eval_max_slices(cfg.eval_max_slices, device))
+    tables = plane_probabilities(
+        cfg.data_dir,
+        cfg.models_dir,
+        tasks,
+        splits,
+        device,
+        resolve_amp(cfg.amp, device),
+        eval_max_slices(cfg.eval_max_slices, device),
+    )
     for task in tasks:
         bundle = load_ensemble(layout.ensemble_file(cfg.models_dir, task))
         for split in splits:
@@ -95,8 +105,10 @@ def model_probabilities(cfg: EvalConfig, tasks: Sequence[str],
 
 # ----------------------------------------------------------------------------- metrics
 
-def task_metrics(task: str, evaluated: pd.DataFrame, train: pd.DataFrame, split: str, resamples: int,
-                 seed: int) -> list[dict[str, Any]]:
+
+def task_metrics(
+    task: str, evaluated: pd.DataFrame, train: pd.DataFrame, split: str, resamples: int, seed: int
+) -> list[dict[str, Any]]:
     """One row per model of a task: AUC with interval, and operating points at Youden's train threshold and 0.5."""
     labels = evaluated["label"].to_numpy()
     # Seeded by (seed, task) so a task's intervals do not depend on which other tasks are evaluated.
@@ -109,16 +121,26 @@ def task_metrics(task: str, evaluated: pd.DataFrame, train: pd.DataFrame, split:
         threshold = youden_threshold(train["label"].to_numpy(), train[model].to_numpy())
         at_youden = operating_point(labels, probs, threshold)
         at_fixed = operating_point(labels, probs, FIXED_THRESHOLD)
-        rows.append({
-            "task": task, "model": model, "split": split, "n": len(labels), "positives": int(labels.sum()),
-            "auc": interval.auc, "auc_ci_low": interval.low, "auc_ci_high": interval.high,
-            "bootstrap_used": interval.used,
-            "threshold_youden": threshold,
-            "sensitivity_youden": at_youden.sensitivity, "specificity_youden": at_youden.specificity,
-            "accuracy_youden": at_youden.accuracy,
-            "sensitivity_at_0.5": at_fixed.sensitivity, "specificity_at_0.5": at_fixed.specificity,
-            "accuracy_at_0.5": at_fixed.accuracy,
-        })
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "split": split,
+                "n": len(labels),
+                "positives": int(labels.sum()),
+                "auc": interval.auc,
+                "auc_ci_low": interval.low,
+                "auc_ci_high": interval.high,
+                "bootstrap_used": interval.used,
+                "threshold_youden": threshold,
+                "sensitivity_youden": at_youden.sensitivity,
+                "specificity_youden": at_youden.specificity,
+                "accuracy_youden": at_youden.accuracy,
+                "sensitivity_at_0.5": at_fixed.sensitivity,
+                "specificity_at_0.5": at_fixed.specificity,
+                "accuracy_at_0.5": at_fixed.accuracy,
+            }
+        )
     return rows
 
 
@@ -134,18 +156,21 @@ def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- outputs
 
+
 def predictions_by_case(tables: dict[tuple[str, str], pd.DataFrame], split: str, tasks: Sequence[str]) -> pd.DataFrame:
     """case, then per task the ensemble probability and the label, merged on case id, in case order."""
     merged = None
     for task in tasks:
         part = tables[(task, split)][["case", "ensemble", "label"]].rename(
-            columns={"ensemble": task, "label": f"{task}_label"})
+            columns={"ensemble": task, "label": f"{task}_label"}
+        )
         merged = part if merged is None else merged.merge(part, on="case", how="inner", validate="one_to_one")
     return merged.sort_values("case").reset_index(drop=True)
 
 
-def write_heatmaps(cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path,
-                   device: torch.device) -> list[tuple[str, Path]]:
+def write_heatmaps(
+    cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path, device: torch.device
+) -> list[tuple[str, Path]]:
     """CAM overlays for the positives with the highest ensemble probability, on the task's heatmap plane."""
     if cfg.heatmap_exams == 0:
         return []
@@ -171,8 +196,10 @@ def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str]) -> list[str]:
     for task in tasks:
         fit_on = load_ensemble(layout.ensemble_file(cfg.models_dir, task)).get("fit_on", "train")
         if fit_on == "valid-cv" and cfg.split == "valid":
-            notes.append(f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
-                         "in-sample and higher than the out-of-fold figure in auc_table.csv.")
+            notes.append(
+                f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
+                "in-sample and higher than the out-of-fold figure in auc_table.csv."
+            )
     return notes
 
 
@@ -204,8 +231,9 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         rows += task_metrics(task, evaluated, train, cfg.split, cfg.bootstrap, cfg.seed)
         labels = evaluated["label"].to_numpy()
         aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
-        roc_figures[task] = plot_roc(task, labels, {m: evaluated[m].to_numpy() for m in MODELS}, aucs,
-                                     out / f"roc-{task}.png")
+        roc_figures[task] = plot_roc(
+            task, labels, {m: evaluated[m].to_numpy() for m in MODELS}, aucs, out / f"roc-{task}.png"
+        )
         heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", device)
     metrics = with_mean_rows(rows, cfg.split)
     save_csv(out / "metrics.csv", metrics)
@@ -221,9 +249,18 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
     content = ReportContent(
-        split=cfg.split, n_exams=len(by_case), positives={t: int(labels[t].sum()) for t in tasks}, tasks=list(tasks),
-        bootstrap=cfg.bootstrap, seed=cfg.seed, models_dir=cfg.models_dir, data_dir=cfg.data_dir,
-        competition_score=score, roc_figures=roc_figures, heatmaps=heatmaps, notes=notes,
+        split=cfg.split,
+        n_exams=len(by_case),
+        positives={t: int(labels[t].sum()) for t in tasks},
+        tasks=list(tasks),
+        bootstrap=cfg.bootstrap,
+        seed=cfg.seed,
+        models_dir=cfg.models_dir,
+        data_dir=cfg.data_dir,
+        competition_score=score,
+        roc_figures=roc_figures,
+        heatmaps=heatmaps,
+        notes=notes,
     )
     report = write_report(out / "report.md", metrics, content)
     write_json(out / "evaluate_config.json", plain(cfg))

@@ -7,8 +7,8 @@ models or data, so every number can be checked on a hand-made example.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -100,7 +100,7 @@ def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, indices: np.ndarray, l
         return AucInterval(point, math.nan, math.nan, 0)
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(valid, [tail, 100 - tail])
-    return AucInterval(point, float(low), float(high), int(len(valid)))
+    return AucInterval(point, float(low), float(high), len(valid))
 
 
 def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -136,7 +136,10 @@ def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) ->
         sensitivity=_ratio(tp, tp + fn),
         specificity=_ratio(tn, tn + fp),
         accuracy=_ratio(tp + tn, len(labels)),
-        true_positives=tp, false_negatives=fn, true_negatives=tn, false_positives=fp,
+        true_positives=tp,
+        false_negatives=fn,
+        true_negatives=tn,
+        false_positives=fp,
     )
 
 
@@ -144,8 +147,9 @@ def _ratio(part: int, whole: int) -> float:
     return part / whole if whole else math.nan
 
 
-def competition_score(labels: Mapping[str, np.ndarray], probabilities: np.ndarray,
-                      tasks: Sequence[str] = TASKS) -> float:
+def competition_score(
+    labels: Mapping[str, np.ndarray], probabilities: np.ndarray, tasks: Sequence[str] = TASKS
+) -> float:
     """The MRNet competition's score: the mean over tasks of each column's ROC AUC.
 
     `probabilities` is (n, len(tasks)) in the order of `tasks`, as in the submission file.

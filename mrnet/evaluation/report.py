@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,8 +27,9 @@ MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"
 PAPER_TEST_AUC = {"abnormal": "0.937 (0.895-0.980)", "acl": "0.965 (0.938-0.993)", "meniscus": "0.847 (0.780-0.914)"}
 
 
-def plot_roc(task: str, labels: np.ndarray, scores: Mapping[str, np.ndarray], aucs: Mapping[str, float],
-             path: Path) -> Path:
+def plot_roc(
+    task: str, labels: np.ndarray, scores: Mapping[str, np.ndarray], aucs: Mapping[str, float], path: Path
+) -> Path:
     """One figure per task: a ROC curve per plane model and the ensemble."""
     figure = Figure(figsize=(5, 5), dpi=100)
     FigureCanvasAgg(figure)
@@ -65,19 +66,24 @@ def auc_with_ci(row: Mapping) -> str:
 
 def text_table(metrics: pd.DataFrame) -> str:
     """The metrics as aligned console text: one line per task and model, then the means."""
-    head = (f"{'task':<10}{'model':<10}{'AUC (95% CI)':<24}{'thr':>7}{'sens':>7}{'spec':>7}{'acc':>7}"
-            f"  |{'sens.5':>7}{'spec.5':>7}{'acc.5':>7}")
+    head = (
+        f"{'task':<10}{'model':<10}{'AUC (95% CI)':<24}{'thr':>7}{'sens':>7}{'spec':>7}{'acc':>7}"
+        f"  |{'sens.5':>7}{'spec.5':>7}{'acc.5':>7}"
+    )
     lines = [head, "-" * len(head)]
     for row in metrics[metrics["task"] != "mean"].to_dict("records"):
+        youden = "".join(f"{_fmt(row[f'{m}_youden']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
+        fixed = "".join(f"{_fmt(row[f'{m}_at_0.5']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
         lines.append(
             f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{_fmt(row['threshold_youden']):>7}"
-            f"{_fmt(row['sensitivity_youden']):>7}{_fmt(row['specificity_youden']):>7}{_fmt(row['accuracy_youden']):>7}"
-            f"  |{_fmt(row['sensitivity_at_0.5']):>7}{_fmt(row['specificity_at_0.5']):>7}{_fmt(row['accuracy_at_0.5']):>7}"
+            f"{youden}  |{fixed}"
         )
     means = metrics[metrics["task"] == "mean"]
     if len(means):
         lines.append("-" * len(head))
-        lines.append(f"{'mean AUC':<10}" + "  ".join(f"{r['model']} {_fmt(r['auc'], 4)}" for r in means.to_dict("records")))
+        lines.append(
+            f"{'mean AUC':<10}" + "  ".join(f"{r['model']} {_fmt(r['auc'], 4)}" for r in means.to_dict("records"))
+        )
     return "\n".join(lines)
 
 
@@ -90,10 +96,11 @@ def markdown_table(metrics: pd.DataFrame) -> str:
     ]
     for row in rows:
         name = f"**{row['model']}**" if row["model"] == "ensemble" else row["model"]
+        rates = [row[f"{m}_{at}"] for at in ("youden", "at_0.5") for m in ("sensitivity", "specificity", "accuracy")]
         lines.append(
-            f"| {row['task']} | {name} | {auc_with_ci(row)} | {_fmt(row['threshold_youden'])} "
-            f"| {_fmt(row['sensitivity_youden'])} | {_fmt(row['specificity_youden'])} | {_fmt(row['accuracy_youden'])} "
-            f"| {_fmt(row['sensitivity_at_0.5'])} | {_fmt(row['specificity_at_0.5'])} | {_fmt(row['accuracy_at_0.5'])} |"
+            f"| {row['task']} | {name} | {auc_with_ci(row)} | {_fmt(row['threshold_youden'])} | "
+            + " | ".join(_fmt(r) for r in rates)
+            + " |"
         )
     return "\n".join(lines)
 
@@ -101,8 +108,11 @@ def markdown_table(metrics: pd.DataFrame) -> str:
 def mean_auc_table(metrics: pd.DataFrame) -> str:
     means = metrics[metrics["task"] == "mean"]
     models = list(means["model"])
-    lines = ["| " + " | ".join(models) + " |", "|" + "---|" * len(models),
-             "| " + " | ".join(_fmt(v, 4) for v in means["auc"]) + " |"]
+    lines = [
+        "| " + " | ".join(models) + " |",
+        "|" + "---|" * len(models),
+        "| " + " | ".join(_fmt(v, 4) for v in means["auc"]) + " |",
+    ]
     return "\n".join(lines)
 
 
@@ -152,7 +162,8 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         "model's own train-split probabilities, then applied unchanged here (positive if probability >= "
         "threshold). The 0.5 columns use a fixed threshold for comparison.",
         "- For context, the paper's test-set AUCs (a different, hidden split): "
-        + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC) + ".",
+        + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC)
+        + ".",
     ]
     parts += [f"- {note}" for note in content.notes]
     if content.roc_figures:
@@ -160,7 +171,9 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         parts += [f"![ROC {task}]({_relative(path, folder)})" for task, path in content.roc_figures.items()]
     if any(content.heatmaps.values()):
         parts += [
-            "", "## Example heatmaps", "",
+            "",
+            "## Example heatmaps",
+            "",
             "Class activation maps of correctly ranked positive exams (the positives with the highest ensemble "
             "probability), on the plane that shows each finding best. Each image is one of the slices that "
             "contribute most to the plane model's logit; brighter colour = more evidence for the finding.",
@@ -173,7 +186,9 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
             parts += [f"![{caption}]({_relative(path, folder)})" for caption, path in items]
             parts.append("")
     parts += [
-        "", "## Files", "",
+        "",
+        "## Files",
+        "",
         "- `metrics.csv`: every number above, one row per task and model (plus the means).",
         "- `predictions.csv`: the competition format: no header, one row per exam in case order, columns "
         "abnormal, acl, meniscus (ensemble probabilities).",

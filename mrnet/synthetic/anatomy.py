@@ -4,13 +4,25 @@ menisci, ligaments, tendons and soft tissue, kept apart from the findings plante
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from .shapes import (Band, Column, Difference, Ellipsoid, Intersection, Layer, Meniscus, MeniscusFrame, Notch,
-                     Shape, Slab, Union)
+from .shapes import (
+    Band,
+    Column,
+    Difference,
+    Ellipsoid,
+    Intersection,
+    Layer,
+    Meniscus,
+    MeniscusFrame,
+    Notch,
+    Shape,
+    Slab,
+    Union,
+)
 from .tissues import SOFT, Tissue
 
 
@@ -65,8 +77,12 @@ def femoral_shaft() -> Column:
 
 
 def tibia_column() -> Column:
-    return Column((0.0, -0.05), (-1.6, -0.5, -0.28, -0.12, TIBIA_TOP - 0.02, TIBIA_TOP),
-                  (0.26, 0.27, 0.42, 0.54, 0.54, 0.5), (0.23, 0.24, 0.33, 0.38, 0.38, 0.34))
+    return Column(
+        (0.0, -0.05),
+        (-1.6, -0.5, -0.28, -0.12, TIBIA_TOP - 0.02, TIBIA_TOP),
+        (0.26, 0.27, 0.42, 0.54, 0.54, 0.5),
+        (0.23, 0.24, 0.33, 0.38, 0.38, 0.34),
+    )
 
 
 def menisci(an: Anatomy) -> dict[str, Meniscus]:
@@ -74,18 +90,19 @@ def menisci(an: Anatomy) -> dict[str, Meniscus]:
     s = an.meniscus_scale
     base = TIBIA_TOP + an.cartilage * 0.9
     return {
-        "medial": Meniscus(MeniscusFrame((-0.28, -0.05), 0.27 * s, 0.32 * s), 0.4, base,
-                           MENISCUS_HEIGHT * s, 0.0, math.radians(48)),
-        "lateral": Meniscus(MeniscusFrame((0.28, -0.05), 0.26 * s, 0.3 * s), 0.4, base,
-                            MENISCUS_HEIGHT * s, math.pi, math.radians(32)),
+        "medial": Meniscus(
+            MeniscusFrame((-0.28, -0.05), 0.27 * s, 0.32 * s), 0.4, base, MENISCUS_HEIGHT * s, 0.0, math.radians(48)
+        ),
+        "lateral": Meniscus(
+            MeniscusFrame((0.28, -0.05), 0.26 * s, 0.3 * s), 0.4, base, MENISCUS_HEIGHT * s, math.pi, math.radians(32)
+        ),
     }
 
 
 def acl_band(an: Anatomy) -> Band:
     """From the medial wall of the lateral condyle (posterior, high) to the anterior tibial spine."""
     nw = an.notch_half_width
-    return Band((0.75 * nw, -0.21, 0.17 + an.acl_tilt), (-0.02, 0.10, TIBIA_TOP - 0.005), 0.052,
-                scale=(1.1, 1.0, 1.0))
+    return Band((0.75 * nw, -0.21, 0.17 + an.acl_tilt), (-0.02, 0.10, TIBIA_TOP - 0.005), 0.052, scale=(1.1, 1.0, 1.0))
 
 
 def pcl_bands(an: Anatomy) -> list[Band]:
@@ -110,8 +127,10 @@ def soft_tissue_layers(an: Anatomy) -> list[Layer]:
         Layer(Tissue.FAT, body),
         Layer(Tissue.MUSCLE, Ellipsoid((0.0, -0.04, 1.15), (0.72 * b - fat, 0.7 * b - fat, 0.88))),  # thigh
         Layer(Tissue.MUSCLE, Ellipsoid((0.0, -0.1, -1.2), (0.72 * b - fat, 0.62 * b - fat, 0.88))),  # leg
-        *[Layer(Tissue.MUSCLE, Ellipsoid((side * 0.22, -0.46, -0.32), (0.2, 0.17, 0.58)), over=(Tissue.FAT,))
-          for side in (-1.0, 1.0)],  # gastrocnemius heads
+        *[
+            Layer(Tissue.MUSCLE, Ellipsoid((side * 0.22, -0.46, -0.32), (0.2, 0.17, 0.58)), over=(Tissue.FAT,))
+            for side in (-1.0, 1.0)
+        ],  # gastrocnemius heads
         Layer(Tissue.FAT, Ellipsoid((0.0, -0.45, 0.1), (0.2, 0.16, 0.42)), over=SOFT),  # popliteal fossa
         Layer(Tissue.FAT, Ellipsoid((0.0, 0.34, 0.5), (0.32, 0.14, 0.3)), over=SOFT),  # prefemoral fat pad
         # popliteal vessels
@@ -128,9 +147,10 @@ def tibia_layers(an: Anatomy) -> list[Layer]:
     )
     fibula = Ellipsoid((0.44, -0.3, -0.34), (0.1, 0.1, 0.16))
     layers = [Layer(Tissue.CARTILAGE, plateau_cartilage)]
-    layers += bone_layers([col, *spines, fibula],
-                          [col.shrunk(CORTEX_THICKNESS), *(s.grown(-CORTEX_THICKNESS) for s in spines),
-                           fibula.grown(-CORTEX_THICKNESS)])
+    layers += bone_layers(
+        [col, *spines, fibula],
+        [col.shrunk(CORTEX_THICKNESS), *(s.grown(-CORTEX_THICKNESS) for s in spines), fibula.grown(-CORTEX_THICKNESS)],
+    )
     layers.append(Layer(Tissue.CORTEX, Slab(2, -0.235, -0.222), over=(Tissue.MARROW,)))  # physeal scar
     return layers
 
@@ -142,10 +162,11 @@ def femur_layers(an: Anatomy) -> list[Layer]:
     cartilage = [Intersection((c.grown(an.cartilage), *condyle_articular_region())) for c in condyles]
     trochlea = Intersection((shaft.grown(an.cartilage), Slab(1, 0.12, 1.0), Slab(2, 0.0, 0.4)))
     cartilage.append(trochlea)
-    over = SOFT + (Tissue.MENISCUS, Tissue.MENISCAL_TEAR, Tissue.MENISCAL_SIGNAL)
+    over = (*SOFT, Tissue.MENISCUS, Tissue.MENISCAL_TEAR, Tissue.MENISCAL_SIGNAL)
     layers = [Layer(Tissue.CARTILAGE, c, over=over) for c in cartilage]
-    layers += bone_layers([shaft, *condyles], [shaft.shrunk(CORTEX_THICKNESS),
-                                               *(c.grown(-CORTEX_THICKNESS) for c in condyles)])
+    layers += bone_layers(
+        [shaft, *condyles], [shaft.shrunk(CORTEX_THICKNESS), *(c.grown(-CORTEX_THICKNESS) for c in condyles)]
+    )
     layers.append(Layer(Tissue.CORTEX, Slab(2, 0.33, 0.343), over=(Tissue.MARROW,)))  # physeal scar
     layers.append(Layer(Tissue.CORTEX, notch.grown(CORTEX_THICKNESS), over=(Tissue.MARROW,)))
     layers.append(Layer(Tissue.FAT, notch, over=(Tissue.CORTEX, Tissue.MARROW, Tissue.CARTILAGE)))
@@ -156,7 +177,7 @@ def patella_layers(an: Anatomy) -> list[Layer]:
     patella = Ellipsoid((0.0, 0.5, an.patella_z), (0.24, 0.085, 0.165))
     cartilage = Intersection((patella.grown(an.cartilage), Slab(1, -1.0, 0.5)))
     bone = bone_layers([patella], [patella.grown(-CORTEX_THICKNESS)])
-    return [Layer(Tissue.CARTILAGE, cartilage, over=SOFT)] + bone
+    return [Layer(Tissue.CARTILAGE, cartilage, over=SOFT), *bone]
 
 
 def tendon_and_ligament_layers(an: Anatomy) -> list[Layer]:

@@ -4,8 +4,8 @@ as it reads real ones; it refuses to overwrite another dataset unless asked."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

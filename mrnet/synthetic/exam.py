@@ -3,7 +3,7 @@ three series, which is what keeps the planes of an exam consistent with each oth
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -96,9 +96,10 @@ def make_exam(
 
     series: dict[str, np.ndarray] = {}
     masks: dict[str, dict[str, np.ndarray]] = {}
-    for plane, plane_rng in zip(PLANES, imaging_rng.spawn(len(PLANES))):
-        series[plane], masks[plane] = render_series(layers, pose, plane, size, counts[plane], coverage[plane],
-                                                    plane_rng, return_masks)
+    for plane, plane_rng in zip(PLANES, imaging_rng.spawn(len(PLANES)), strict=True):
+        series[plane], masks[plane] = render_series(
+            layers, pose, plane, size, counts[plane], coverage[plane], plane_rng, return_masks
+        )
         if return_masks:
             for task, findings in TASK_FINDINGS.items():
                 masks[plane][task] = np.logical_or.reduce([masks[plane][f] for f in findings])

@@ -8,11 +8,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import (Anatomy, acl_band, condyle_articular_region, femoral_condyles, femur_layers, menisci,
-                      patella_layers, pcl_bands, soft_tissue_layers, tendon_and_ligament_layers, tibia_layers)
+from .anatomy import (
+    Anatomy,
+    acl_band,
+    condyle_articular_region,
+    femoral_condyles,
+    femur_layers,
+    menisci,
+    patella_layers,
+    pcl_bands,
+    soft_tissue_layers,
+    tendon_and_ligament_layers,
+    tibia_layers,
+)
 from .labels import Labels
-from .shapes import (Band, Ellipsoid, Intersection, Layer, MeniscalCleft, MeniscalSegment, OrientedEllipsoid,
-                     Shape)
+from .shapes import Band, Ellipsoid, Intersection, Layer, MeniscalCleft, MeniscalSegment, OrientedEllipsoid, Shape
 from .tissues import SOFT, Tissue
 
 
@@ -61,8 +71,7 @@ def draw_acl_tear(rng: np.random.Generator) -> AclTear:
     return AclTear(
         center_t=float(rng.uniform(0.15, 0.3) if proximal else rng.uniform(0.38, 0.64)),
         gap_half=float(rng.uniform(0.14, 0.22)),
-        edema_radii=(float(rng.uniform(0.12, 0.17)), float(rng.uniform(0.09, 0.12)),
-                     float(rng.uniform(0.075, 0.1))),
+        edema_radii=(float(rng.uniform(0.12, 0.17)), float(rng.uniform(0.09, 0.12)), float(rng.uniform(0.075, 0.1))),
         wave_amp=float(rng.uniform(0.012, 0.03)),
         wave_cycles=float(rng.uniform(1.5, 3.0)),
         wave_phase=float(rng.uniform(0.0, 2 * math.pi)),
@@ -111,8 +120,7 @@ def draw_cartilage_defect(rng: np.random.Generator) -> tuple[tuple[float, float,
     if rng.random() < 0.3:  # patellar facet
         center = (float(rng.uniform(-0.12, 0.12)), 0.41, 0.0)  # z filled in from the patella height
     else:  # weight-bearing femoral condyle
-        center = (float(rng.choice([-0.25, 0.25]) + rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.15, 0.1)),
-                  -0.015)
+        center = (float(rng.choice([-0.25, 0.25]) + rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.15, 0.1)), -0.015)
     return center, float(rng.uniform(0.06, 0.1))
 
 
@@ -153,11 +161,9 @@ def joint_fluid_layers(an: Anatomy, effusion: Effusion | None) -> list[Layer]:
     pouch_height = 0.18 if effusion is None else effusion.pouch_height
     suprapatellar_pouch = Ellipsoid((0.0, 0.42 - pouch / 2, 0.5), (0.3, 0.018 + pouch, pouch_height))
     shapes: list[Shape] = [suprapatellar_pouch]
-    shapes += [Intersection((c.grown(an.cartilage + film), *condyle_articular_region()))
-               for c in femoral_condyles(an)]
+    shapes += [Intersection((c.grown(an.cartilage + film), *condyle_articular_region())) for c in femoral_condyles(an)]
     if effusion is not None and effusion.posterior_recess:
-        shapes += [Ellipsoid((side * 0.25, -0.44, 0.14), (0.15, 0.035 + pouch / 2, 0.16))
-                   for side in (-1.0, 1.0)]
+        shapes += [Ellipsoid((side * 0.25, -0.44, 0.14), (0.15, 0.035 + pouch / 2, 0.16)) for side in (-1.0, 1.0)]
     return [Layer(tissue, s, over=SOFT) for s in shapes]
 
 
@@ -169,15 +175,26 @@ def acl_layers(an: Anatomy, tear: AclTear | None) -> list[Layer]:
     along = d / np.linalg.norm(d)
     across = np.cross(along, (1.0, 0.0, 0.0))  # in the y-z plane, perpendicular to the band
     across /= np.linalg.norm(across)
-    lax = Band(band.a, band.b, band.radius, band.scale, tear.wave_amp, tear.wave_cycles, tear.wave_phase,
-               tuple(across), gap=(tear.center_t - tear.gap_half, tear.center_t + tear.gap_half))
+    lax = Band(
+        band.a,
+        band.b,
+        band.radius,
+        band.scale,
+        tear.wave_amp,
+        tear.wave_cycles,
+        tear.wave_phase,
+        tuple(across),
+        gap=(tear.center_t - tear.gap_half, tear.center_t + tear.gap_half),
+    )
     along_radius = max(tear.edema_radii[0], tear.gap_half * band.length() + 0.03)
-    edema = OrientedEllipsoid(tuple(band.point(tear.center_t)),
-                              (tuple(along), tuple(across), (1.0, 0.0, 0.0)),
-                              (along_radius, tear.edema_radii[1], tear.edema_radii[2]))
+    edema = OrientedEllipsoid(
+        tuple(band.point(tear.center_t)),
+        (tuple(along), tuple(across), (1.0, 0.0, 0.0)),
+        (along_radius, tear.edema_radii[1], tear.edema_radii[2]),
+    )
     return [
         Layer(Tissue.ACL_TEAR, edema, over=SOFT),  # around the gap, sparing the PCL and the bones
-        Layer(Tissue.LIGAMENT, lax, over=SOFT + (Tissue.ACL_TEAR,)),
+        Layer(Tissue.LIGAMENT, lax, over=(*SOFT, Tissue.ACL_TEAR)),
     ]
 
 
@@ -190,8 +207,7 @@ def meniscus_layers(an: Anatomy, tear: MeniscalTear | None) -> list[Layer]:
     outward = math.pi if tear.side == "medial" else 0.0
     sign = 1.0 if tear.side == "medial" else -1.0  # posterior horn offsets turn towards -y on both sides
     arc_angle = outward + sign * tear.arc_offset
-    cleft = MeniscalCleft(m, tear.kind, arc_angle, tear.arc_half_angle, tear.position, tear.thickness,
-                          tear.rho_end)
+    cleft = MeniscalCleft(m, tear.kind, arc_angle, tear.arc_half_angle, tear.position, tear.thickness, tear.rho_end)
     # Torn fibrocartilage around the cleft imbibes fluid: intermediate signal on short-TE
     # (coronal T1) images, hardly any on long-TE fat-saturated ones (sagittal T2, axial PD).
     segment = MeniscalSegment(m, arc_angle, tear.arc_half_angle)
@@ -205,14 +221,14 @@ def meniscus_layers(an: Anatomy, tear: MeniscalTear | None) -> list[Layer]:
 
 
 def other_finding_layers(an: Anatomy, findings: Findings) -> list[Layer]:
-    layers = [Layer(Tissue.BONE_BRUISE, Ellipsoid(c, r), over=(Tissue.MARROW,))
-              for c, r in findings.bone_bruises]
+    layers = [Layer(Tissue.BONE_BRUISE, Ellipsoid(c, r), over=(Tissue.MARROW,)) for c, r in findings.bone_bruises]
     if findings.cartilage_defect is not None:
         (cx, cy, cz), radius = findings.cartilage_defect
         if cy > 0.3:  # patellar facet: follow the patella's height
             cz = an.patella_z
-        layers.append(Layer(Tissue.CARTILAGE_DEFECT, Ellipsoid((cx, cy, cz), (radius, radius, radius)),
-                            over=(Tissue.CARTILAGE,)))
+        layers.append(
+            Layer(Tissue.CARTILAGE_DEFECT, Ellipsoid((cx, cy, cz), (radius, radius, radius)), over=(Tissue.CARTILAGE,))
+        )
     return layers
 
 

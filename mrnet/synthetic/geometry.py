@@ -22,7 +22,7 @@ class Pose:
     shift: np.ndarray  # (3,)
 
     @staticmethod
-    def of(rotation: np.ndarray, scale: float, shift: np.ndarray, mirror: float) -> "Pose":
+    def of(rotation: np.ndarray, scale: float, shift: np.ndarray, mirror: float) -> Pose:
         return Pose(scale * rotation @ np.diag([mirror, 1.0, 1.0]), np.asarray(shift, dtype=np.float64))
 
     def inverse(self) -> tuple[np.ndarray, np.ndarray]:

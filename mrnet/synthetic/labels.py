@@ -5,7 +5,7 @@ Labels come from their own random stream, so they never shift an exam's anatomy 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -74,8 +74,7 @@ def class_shortfall(combos: Sequence[Labels]) -> int:
     counts = np.array(combos, dtype=int).reshape(-1, 3)
     positives = counts.sum(axis=0)
     negatives = len(counts) - positives
-    return int(np.maximum(MIN_CLASS_COUNT - positives, 0).sum()
-               + np.maximum(MIN_CLASS_COUNT - negatives, 0).sum())
+    return int(np.maximum(MIN_CLASS_COUNT - positives, 0).sum() + np.maximum(MIN_CLASS_COUNT - negatives, 0).sum())
 
 
 def balance_split(combos: list[Labels]) -> list[Labels]:
@@ -92,7 +91,7 @@ def balance_split(combos: list[Labels]) -> list[Labels]:
         missing = class_deficits(combos)
         wanted = _combination_fixing(missing[0], missing)
         for slot in range(len(combos) - 1, -1, -1):
-            trial = combos[:slot] + [wanted] + combos[slot + 1:]
+            trial = [*combos[:slot], wanted, *combos[slot + 1 :]]
             if class_shortfall(trial) < shortfall:
                 combos = trial
                 break

@@ -3,7 +3,7 @@ volume, blur, coil shading, Rician noise and uint8 windowing like MRNet's."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

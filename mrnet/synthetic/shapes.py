@@ -7,8 +7,9 @@ phantom can be sampled on any slice grid at any resolution.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class Ellipsoid:
         (cx, cy, cz), (rx, ry, rz) = self.center, self.radii
         return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0
 
-    def grown(self, by: float) -> "Ellipsoid":
+    def grown(self, by: float) -> Ellipsoid:
         return Ellipsoid(self.center, tuple(r + by for r in self.radii))
 
 
@@ -62,7 +63,7 @@ class OrientedEllipsoid:
     def inside(self, x, y, z):
         dx, dy, dz = x - self.center[0], y - self.center[1], z - self.center[2]
         total = 0.0
-        for (ax, ay, az), r in zip(self.axes, self.radii):
+        for (ax, ay, az), r in zip(self.axes, self.radii, strict=True):
             total = total + ((ax * dx + ay * dy + az * dz) / r) ** 2
         return total <= 1.0
 
@@ -91,7 +92,7 @@ class Column:
             ry = np.interp(z, self.z_knots, self.ry_knots).astype(np.float32)
         return in_z & (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0)
 
-    def shrunk(self, by: float) -> "Column":
+    def shrunk(self, by: float) -> Column:
         return Column(
             self.center_xy,
             (self.z_knots[0] + by, *self.z_knots[1:-1], self.z_knots[-1]),
@@ -99,7 +100,7 @@ class Column:
             tuple(r - by for r in self.ry_knots),
         )
 
-    def grown(self, by: float) -> "Column":
+    def grown(self, by: float) -> Column:
         return Column(
             self.center_xy,
             (self.z_knots[0] - by, *self.z_knots[1:-1], self.z_knots[-1]),
@@ -139,8 +140,10 @@ class Notch:
     z_floor: float
 
     def bbox(self) -> Box:
-        return _box((-self.half_width, self.y_back, self.z_floor),
-                    (self.half_width, self.y_front, max(self.height_front, self.height_back)))
+        return _box(
+            (-self.half_width, self.y_back, self.z_floor),
+            (self.half_width, self.y_front, max(self.height_front, self.height_back)),
+        )
 
     def inside(self, x, y, z):
         frac = np.clip((y - self.y_back) / (self.y_front - self.y_back), 0.0, 1.0)
@@ -148,9 +151,15 @@ class Notch:
         arch = (x / self.half_width) ** 2 + (z / height) ** 2 <= 1.0
         return arch & (y >= self.y_back) & (y <= self.y_front) & (z >= self.z_floor)
 
-    def grown(self, by: float) -> "Notch":
-        return Notch(self.half_width + by, self.height_front + by, self.height_back + by, self.y_front + by,
-                     self.y_back - by, self.z_floor)
+    def grown(self, by: float) -> Notch:
+        return Notch(
+            self.half_width + by,
+            self.height_front + by,
+            self.height_back + by,
+            self.y_front + by,
+            self.y_back - by,
+            self.z_floor,
+        )
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,17 @@ class TrainConfig:
 
 # Fields that change what is learned: a resumed run must keep them as they were.
 RECIPE_FIELDS = (
-    "task", "plane", "lr", "weight_decay", "lr_patience", "lr_factor", "seed",
-    "pretrained", "weights", "augment", "exams_per_step",
+    "task",
+    "plane",
+    "lr",
+    "weight_decay",
+    "lr_patience",
+    "lr_factor",
+    "seed",
+    "pretrained",
+    "weights",
+    "augment",
+    "exams_per_step",
 )
 # Fields that only say where or how to run: they follow the command line.
 RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")
@@ -90,7 +99,8 @@ def merge_resumed_config(cfg: TrainConfig, saved: dict[str, Any], explicit: set[
         setattr(merged, name, saved[name])
     if conflicts:
         raise MRNetError(
-            "--resume: these options differ from the run being resumed: " + ", ".join(conflicts)
+            "--resume: these options differ from the run being resumed: "
+            + ", ".join(conflicts)
             + "; drop them or start a new run with --overwrite"
         )
     for name in ("epochs", "patience"):

@@ -9,8 +9,8 @@ the same AUC over all exams and takes the same early-stopping decisions.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -44,8 +44,10 @@ def setup(device_name: str) -> tuple[Ranks, torch.device]:
     device = resolve_device(device_name)
     if device.type == "cuda":
         if torch.cuda.device_count() <= ranks.local_rank:
-            raise MRNetError(f"rank {ranks.rank} wants cuda:{ranks.local_rank}, but only "
-                             f"{torch.cuda.device_count()} GPU(s) are visible")
+            raise MRNetError(
+                f"rank {ranks.rank} wants cuda:{ranks.local_rank}, but only "
+                f"{torch.cuda.device_count()} GPU(s) are visible"
+            )
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

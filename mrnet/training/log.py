@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,12 +20,14 @@ METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "best")
 
 def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
     """Rewritten whole each epoch from the saved history, so a resumed run leaves no stray row."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in history:
                 writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+
     atomic_write(path, write)
 
 
@@ -43,9 +46,12 @@ def open_tensorboard(cfg: TrainConfig, start_epoch: int):
 
 def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> None:
     marker = "  *best*" if row["best"] else ""
-    print(f"{cfg.name} epoch {row['epoch']:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  "
-          f"val_loss {row['val_loss']:.4f}  val_auc {row['val_auc']:.4f}  lr {row['lr']:.1e}  "
-          f"{seconds:.1f}s{marker}", flush=True)
+    print(
+        f"{cfg.name} epoch {row['epoch']:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  "
+        f"val_loss {row['val_loss']:.4f}  val_auc {row['val_auc']:.4f}  lr {row['lr']:.1e}  "
+        f"{seconds:.1f}s{marker}",
+        flush=True,
+    )
     if writer is None:
         return
     step = row["epoch"]

@@ -56,9 +56,14 @@ def plateau_signal(state: RunState, row: dict[str, Any]) -> float:
 
 def state_from_checkpoint(ckpt: dict[str, Any]) -> RunState:
     return RunState(
-        epoch=ckpt["epoch"], history=list(ckpt["history"]), best_epoch=ckpt["best_epoch"],
-        best_score=ckpt["best_score"], monitor=ckpt["monitor"], finished=ckpt["finished"],
-        stop_reason=ckpt.get("stop_reason", ""), image_size=ckpt.get("image_size", 256),
+        epoch=ckpt["epoch"],
+        history=list(ckpt["history"]),
+        best_epoch=ckpt["best_epoch"],
+        best_score=ckpt["best_score"],
+        monitor=ckpt["monitor"],
+        finished=ckpt["finished"],
+        stop_reason=ckpt.get("stop_reason", ""),
+        image_size=ckpt.get("image_size", 256),
     )
 
 
@@ -84,12 +89,22 @@ def save_best(cfg: TrainConfig, model: MRNet, state: RunState) -> None:
     save_checkpoint(checkpoint_payload(cfg, model, state), cfg.run_dir() / layout.BEST)
 
 
-def save_last(cfg: TrainConfig, model: MRNet, optimizer: torch.optim.Optimizer, scheduler: Any,
-              scaler: torch.amp.GradScaler, state: RunState) -> None:
+def save_last(
+    cfg: TrainConfig,
+    model: MRNet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    state: RunState,
+) -> None:
     """Everything a resume needs: weights, optimiser, scheduler, loss scaler, the CPU RNG and the history."""
     payload = checkpoint_payload(cfg, model, state)
-    payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                   scaler=scaler.state_dict(), torch_rng=torch.get_rng_state())
+    payload.update(
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict(),
+        torch_rng=torch.get_rng_state(),
+    )
     save_checkpoint(payload, cfg.run_dir() / layout.LAST)
 
 

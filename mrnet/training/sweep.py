@@ -12,8 +12,9 @@ import os
 import queue
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -36,8 +37,9 @@ def model_status(cfg: TrainConfig) -> str:
     return "finished" if ckpt.get("finished") else "partial"
 
 
-def pending_models(base: TrainConfig, tasks: Sequence[str], planes: Sequence[str],
-                   log: Callable[[str], None] = print) -> list[TrainConfig]:
+def pending_models(
+    base: TrainConfig, tasks: Sequence[str], planes: Sequence[str], log: Callable[[str], None] = print
+) -> list[TrainConfig]:
     """The models still to train, plane-major, each marked to resume if it was interrupted."""
     todo = []
     for plane in planes:
@@ -81,8 +83,9 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def train_on_devices(todo: list[TrainConfig], devices: Sequence[str],
-                     command: Callable[[TrainConfig, str], list[str]]) -> list[dict[str, Any]]:
+def train_on_devices(
+    todo: list[TrainConfig], devices: Sequence[str], command: Callable[[TrainConfig, str], list[str]]
+) -> list[dict[str, Any]]:
     """A queue of models served by one worker process per device; each model logs to its own file.
 
     `command(cfg, device)` is the command line that trains one model on one device.
@@ -105,8 +108,7 @@ def train_on_devices(todo: list[TrainConfig], devices: Sequence[str],
             with lock:
                 print(f"{cfg.name}: training on {device} (log: {log})", flush=True)
             with open(log, "a") as handle:
-                code = subprocess.run(command(cfg, device), stdout=handle, stderr=subprocess.STDOUT,
-                                      env=env).returncode
+                code = subprocess.run(command(cfg, device), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
             with lock:
                 print(f"{cfg.name}: {'done' if code == 0 else f'FAILED (exit {code})'} on {device}", flush=True)
                 results.append({"model": cfg.name, "device": device, "exit_code": code, "log": str(log)})

@@ -40,7 +40,7 @@ class Exams:
     labels: np.ndarray
 
     @classmethod
-    def of(cls, split: SplitData, task: str) -> "Exams":
+    def of(cls, split: SplitData, task: str) -> Exams:
         return cls(list(split.cases), [split.series[c] for c in split.cases], split.labels_for(task))
 
 
@@ -70,10 +70,23 @@ def fit(run: Run) -> None:
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(run, epoch)
-        val = validate(run.model, run.valid.series, run.valid.labels, run.pos_weight, run.device, run.amp_dtype,
-                       eval_max_slices(cfg.eval_max_slices, run.device), run.ranks)
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val["val_loss"],
-               "val_auc": auc_or_nan(run.valid.labels, val["probs"]), "lr": run.optimizer.param_groups[0]["lr"]}
+        val = validate(
+            run.model,
+            run.valid.series,
+            run.valid.labels,
+            run.pos_weight,
+            run.device,
+            run.amp_dtype,
+            eval_max_slices(cfg.eval_max_slices, run.device),
+            run.ranks,
+        )
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val["val_loss"],
+            "val_auc": auc_or_nan(run.valid.labels, val["probs"]),
+            "lr": run.optimizer.param_groups[0]["lr"],
+        }
         state.record(row)
         run.scheduler.step(plateau_signal(state, row))
         state.check_stop(cfg.patience, cfg.epochs)
@@ -88,11 +101,18 @@ def train_epoch(run: Run, epoch: int) -> float:
     """One epoch over this rank's share of the shuffled exams; the mean loss over all ranks."""
     cfg, ranks = run.cfg, run.ranks
     stats = train_one_epoch(
-        run.net, run.optimizer, run.train.series, run.train.labels,
+        run.net,
+        run.optimizer,
+        run.train.series,
+        run.train.labels,
         order=distributed.shard(shuffled_order(len(run.train.series), cfg.seed, epoch), ranks),
         augment=epoch_augment(cfg.seed, epoch, ranks.rank) if cfg.augment else None,
-        pos_weight=run.pos_weight, device=run.device, amp_dtype=run.amp_dtype, scaler=run.scaler,
-        exams_per_step=cfg.exams_per_step, progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
+        pos_weight=run.pos_weight,
+        device=run.device,
+        amp_dtype=run.amp_dtype,
+        scaler=run.scaler,
+        exams_per_step=cfg.exams_per_step,
+        progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
     )
     return distributed.mean_over_ranks(stats["loss_sum"], stats["exams"], ranks)
 
@@ -114,8 +134,13 @@ def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
 
 # ----------------------------------------------------------------------------- setting a run up
 
-def train(cfg: TrainConfig, data: dict[tuple[str, str], SplitData] | None = None,
-          explicit: set[str] | None = None, keep_model: bool = False) -> dict[str, Any]:
+
+def train(
+    cfg: TrainConfig,
+    data: dict[tuple[str, str], SplitData] | None = None,
+    explicit: set[str] | None = None,
+    keep_model: bool = False,
+) -> dict[str, Any]:
     """Train one model; returns a summary (best epoch, AUC, paths).
 
     `data` lets a sweep share series already loaded; `explicit` names the options the user
@@ -133,8 +158,9 @@ def train(cfg: TrainConfig, data: dict[tuple[str, str], SplitData] | None = None
     return summary
 
 
-def _train(cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device,
-           keep_model: bool) -> dict[str, Any]:
+def _train(
+    cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
+) -> dict[str, Any]:
     say = print if ranks.is_main else (lambda *a, **k: None)
     resumed = prepare_run_dir(cfg)
     distributed.barrier(ranks)  # every rank has read the run folder before rank 0 writes to it
@@ -146,12 +172,16 @@ def _train(cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks,
             return summary_from_state(cfg, state_from_checkpoint(resumed))
 
     run = build_run(cfg, data if data is not None else load_training_data(cfg), resumed, ranks, device)
-    say(f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
+    say(
+        f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
         f"{int(run.train.labels.sum())} train positives, pos_weight {run.pos_weight:.3f}, device {describe(device)}"
-        + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else ""))
+        + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else "")
+    )
     if run.state.monitor == "val_loss":
-        say(f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so AUC is undefined; "
-            "the best epoch is chosen by validation loss instead")
+        say(
+            f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so AUC is undefined; "
+            "the best epoch is chosen by validation loss instead"
+        )
     if resumed is not None:
         say(f"{cfg.name}: resuming after epoch {run.state.epoch} (best so far: epoch {run.state.best_epoch})")
     if ranks.is_main:
@@ -188,8 +218,13 @@ def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
     return None
 
 
-def build_run(cfg: TrainConfig, data: dict[tuple[str, str], SplitData], resumed: dict[str, Any] | None,
-              ranks: distributed.Ranks, device: torch.device) -> Run:
+def build_run(
+    cfg: TrainConfig,
+    data: dict[tuple[str, str], SplitData],
+    resumed: dict[str, Any] | None,
+    ranks: distributed.Ranks,
+    device: torch.device,
+) -> Run:
     """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
     train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
     train_exams, valid_exams = Exams.of(train_split, cfg.task), Exams.of(valid_split, cfg.task)
@@ -222,8 +257,21 @@ def build_run(cfg: TrainConfig, data: dict[tuple[str, str], SplitData], resumed:
         state.finished = False
     state.image_size = most_common_size(train_split)
     net = distributed.wrap(model, device, ranks)
-    return Run(cfg, model, net, optimizer, scheduler, scaler, state, train_exams, valid_exams, pos_weight,
-               device, amp_dtype, ranks)
+    return Run(
+        cfg,
+        model,
+        net,
+        optimizer,
+        scheduler,
+        scaler,
+        state,
+        train_exams,
+        valid_exams,
+        pos_weight,
+        device,
+        amp_dtype,
+        ranks,
+    )
 
 
 def most_common_size(split: SplitData) -> int:
@@ -236,5 +284,7 @@ def warn_unlabelled(cfg: TrainConfig) -> None:
         table, _ = parse_labels(label_path(cfg.data_dir, split, cfg.task))
         extra = find_unlabelled_series(cfg.data_dir, split, cfg.plane, list(table["case"]))
         if extra:
-            print(f"{cfg.name}: note: {len(extra)} {split}/{cfg.plane} series have no label and are ignored "
-                  f"(e.g. {', '.join(extra[:5])})")
+            print(
+                f"{cfg.name}: note: {len(extra)} {split}/{cfg.plane} series have no label and are ignored "
+                f"(e.g. {', '.join(extra[:5])})"
+            )

@@ -26,13 +26,16 @@ def test_package_reexports_the_public_api():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "make_synthetic.py"), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_synthetic.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_writes_a_dataset_and_reports_positives(tmp_path):
-    done = run_cli("--out", str(tmp_path / "d"), "--train", "3", "--valid", "2", "--size", "64",
-                   "--slices", "3", "4")
+    done = run_cli("--out", str(tmp_path / "d"), "--train", "3", "--valid", "2", "--size", "64", "--slices", "3", "4")
     assert done.returncode == 0, done.stderr
     assert "wrote 5 synthetic exams" in done.stdout
     assert "abnormal" in done.stdout and "meniscus" in done.stdout

@@ -37,8 +37,10 @@ def all_bytes(root: Path) -> dict[str, bytes]:
 
 def test_layout_has_every_series_and_label_file(dataset):
     root, _ = dataset
-    expected_ids = {"train": [f"{i:04d}" for i in range(N_TRAIN)],
-                    "valid": [f"{i:04d}" for i in range(N_TRAIN, N_TRAIN + N_VALID)]}
+    expected_ids = {
+        "train": [f"{i:04d}" for i in range(N_TRAIN)],
+        "valid": [f"{i:04d}" for i in range(N_TRAIN, N_TRAIN + N_VALID)],
+    }
     for split in SPLITS:
         for plane in PLANES:
             names = sorted(p.name for p in (root / split / plane).iterdir())
@@ -65,8 +67,7 @@ def test_slice_counts_differ_between_the_planes_of_an_exam(dataset):
     root, _ = dataset
     distinct = 0
     for case in range(N_TRAIN):
-        counts = {np.load(root / "train" / plane / f"{case:04d}.npy", mmap_mode="r").shape[0]
-                  for plane in PLANES}
+        counts = {np.load(root / "train" / plane / f"{case:04d}.npy", mmap_mode="r").shape[0] for plane in PLANES}
         distinct += len(counts) == 3
     assert distinct >= 0.8 * N_TRAIN
 
@@ -89,8 +90,9 @@ def test_labels_are_hierarchical_and_both_classes_are_in_each_split(dataset):
 
 def test_valid_split_is_ordered_by_label_combination(dataset):
     root, _ = dataset
-    combos = list(zip(*(
-        [label for _, label in sorted(read_labels(root, "valid", task))] for task in TASKS)))
+    combos = list(
+        zip(*([label for _, label in sorted(read_labels(root, "valid", task))] for task in TASKS), strict=True)
+    )
     order = [COMBINATIONS.index(c) for c in combos]
     assert order == sorted(order)
 
@@ -143,14 +145,17 @@ def test_writing_into_a_folder_without_a_dataset_is_allowed(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"size": 32}, "size"),
-    ({"slices": (0, 4)}, "at least 1"),
-    ({"slices": (6, 4)}, "above"),
-    ({"n_train": 0}, "at least one exam"),
-    ({"n_valid": -1}, "at least one exam"),
-    ({"seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": 32}, "size"),
+        ({"slices": (0, 4)}, "at least 1"),
+        ({"slices": (6, 4)}, "above"),
+        ({"n_train": 0}, "at least one exam"),
+        ({"n_valid": -1}, "at least one exam"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_options_raise_clear_errors_before_writing(tmp_path, kwargs, message):
     options = {"n_train": 2, "n_valid": 2, "size": SIZE, "slices": SLICES} | kwargs
     with pytest.raises(ValueError, match=message):

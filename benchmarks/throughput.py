@@ -40,7 +40,7 @@ from mrnet import AMP_MODES, PLANES
 from mrnet.cli.common import run_cli
 from mrnet.data.series import load_series
 from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device
-from mrnet.errors import MRNetError
+from mrnet.errors import at_least, check_options, one_of
 from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.files import write_json
 from mrnet.models import MRNet, build_model
@@ -89,31 +89,27 @@ class BenchConfig:
 
 def validate_config(cfg: BenchConfig) -> None:
     """Every bad option at once, before any data is written."""
-    problems = []
-    if cfg.exams is not None and cfg.exams < 2:
-        problems.append(f"--exams {cfg.exams}: at least 2 (the loss weight needs both classes)")
-    if cfg.size is not None and not 64 <= cfg.size <= 1024:
-        problems.append(f"--size {cfg.size}: between 64 and 1024 pixels")
-    if not 1 <= cfg.min_slices <= cfg.max_slices:
-        problems.append(f"--slices {cfg.min_slices} {cfg.max_slices}: need 1 <= MIN <= MAX")
-    if cfg.plane not in PLANES:
-        problems.append(f"--plane {cfg.plane}: choose one of {', '.join(PLANES)}")
-    if cfg.warmup < 0:
-        problems.append(f"--warmup {cfg.warmup}: 0 or more")
-    if cfg.repeats < 1:
-        problems.append(f"--repeats {cfg.repeats}: at least 1")
-    if cfg.mode not in MODES:
-        problems.append(f"--mode {cfg.mode}: choose one of {', '.join(MODES)}")
-    if cfg.amp not in AMP_MODES:
-        problems.append(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
-    if cfg.exams_per_step < 1:
-        problems.append(f"--exams-per-step {cfg.exams_per_step}: at least 1")
-    if cfg.eval_max_slices is not None and cfg.eval_max_slices < 1:
-        problems.append(f"--eval-max-slices {cfg.eval_max_slices}: at least 1")
-    if cfg.threads is not None and cfg.threads < 1:
-        problems.append(f"--threads {cfg.threads}: at least 1")
-    if problems:
-        raise MRNetError("; ".join(problems))
+    check_options(
+        [
+            (
+                cfg.exams is None or cfg.exams >= 2,
+                f"--exams {cfg.exams}: at least 2 (the loss weight needs both classes)",
+            ),
+            (cfg.size is None or 64 <= cfg.size <= 1024, f"--size {cfg.size}: between 64 and 1024 pixels"),
+            (
+                1 <= cfg.min_slices <= cfg.max_slices,
+                f"--slices {cfg.min_slices} {cfg.max_slices}: need 1 <= MIN <= MAX",
+            ),
+            one_of("--plane", cfg.plane, PLANES),
+            at_least("--warmup", cfg.warmup, 0),
+            at_least("--repeats", cfg.repeats, 1),
+            one_of("--mode", cfg.mode, MODES),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            at_least("--exams-per-step", cfg.exams_per_step, 1),
+            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
+            at_least("--threads", cfg.threads, 1),
+        ]
+    )
 
 
 def with_device_defaults(cfg: BenchConfig, device: torch.device) -> BenchConfig:

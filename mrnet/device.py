@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -96,3 +97,22 @@ def eval_max_slices(requested: int | None, device: torch.device) -> int:
 def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
     """Loss scaling for fp16 only: fp16 gradients underflow without it; bf16 and fp32 do not need it."""
     return torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Where and how a command scores exams: the device, the autocast dtype and the slices per pass."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    max_slices: int
+
+    @classmethod
+    def resolve(cls, device: str, amp: str, max_slices: int | None) -> Scoring:
+        """From the command's options (a device name, an --amp mode, an optional slice budget)."""
+        chosen = resolve_device(device)
+        return cls(chosen, resolve_amp(amp, chosen), eval_max_slices(max_slices, chosen))
+
+    def args(self) -> tuple[torch.device, torch.dtype | None, int]:
+        """(device, amp_dtype, max_slices): the order predict_logits takes them in."""
+        return self.device, self.amp_dtype, self.max_slices

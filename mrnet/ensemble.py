@@ -21,8 +21,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from . import AMP_MODES, FIT_ON, PLANES, TASKS, layout
 from .checkpoint import load_checkpoint
-from .device import eval_max_slices, resolve_amp, resolve_device
-from .errors import MRNetError
+from .device import Scoring
+from .errors import MRNetError, at_least, check_options, one_of
 from .evaluation.metrics import auc_or_nan, has_both_classes
 from .files import atomic_write, write_json
 from .inference import plane_probabilities
@@ -124,15 +124,15 @@ def ensemble_probabilities(bundle: dict[str, Any], table: pd.DataFrame) -> np.nd
 
 
 def validate_meta_config(cfg: MetaConfig) -> None:
-    unknown = [t for t in cfg.tasks if t not in TASKS]
-    if unknown:
-        raise MRNetError(f"--tasks {' '.join(unknown)}: choose from {', '.join(TASKS)}")
-    if cfg.fit_on not in FIT_ON:
-        raise MRNetError(f"--fit-on {cfg.fit_on}: choose one of {', '.join(FIT_ON)}")
-    if cfg.folds < 2:
-        raise MRNetError(f"--folds {cfg.folds}: must be at least 2")
-    if cfg.amp not in AMP_MODES:
-        raise MRNetError(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
+    check_options(
+        [
+            *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            one_of("--fit-on", cfg.fit_on, FIT_ON),
+            at_least("--folds", cfg.folds, 2),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
+        ]
+    )
 
 
 def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -155,16 +155,8 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
             load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)
 
     splits = ("train", "valid") if cfg.fit_on == "train" else ("valid",)
-    device = resolve_device(cfg.device)
-    probs = plane_probabilities(
-        cfg.data_dir,
-        cfg.models_dir,
-        ready,
-        splits,
-        device,
-        resolve_amp(cfg.amp, device),
-        eval_max_slices(cfg.eval_max_slices, device),
-    )
+    scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
+    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring)
     rows, valid_out = [], []
     for task in ready:
         valid = probs[(task, "valid")]

@@ -38,3 +38,20 @@ def format_problems(where: str, problems: Sequence[str]) -> str:
         lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more of the same kinds")
     lines.append("See 'Bad input' in README.md for what each check expects.")
     return "\n".join(lines)
+
+
+def one_of(option: str, value: object, allowed: Sequence[str]) -> tuple[bool, str]:
+    """A rule for check_options: `value` must be one of `allowed`."""
+    return value in allowed, f"{option} {value}: choose one of {', '.join(allowed)}"
+
+
+def at_least(option: str, value: float | None, low: float) -> tuple[bool, str]:
+    """A rule for check_options: `value` (None passes, meaning 'the default') must be >= low (NaN fails)."""
+    return value is None or value >= low, f"{option} {value}: must be at least {low}"
+
+
+def check_options(rules: Sequence[tuple[bool, str]]) -> None:
+    """Raise one MRNetError naming every option whose rule fails, so a user fixes them all at once."""
+    problems = [message for ok, message in rules if not ok]
+    if problems:
+        raise MRNetError("; ".join(problems))

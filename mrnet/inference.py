@@ -22,7 +22,7 @@ from .data.dataset import check_and_load
 from .data.exams import ExamInput, read_series
 from .data.series import resize_series
 from .data.transforms import preprocess
-from .device import autocast, describe, to_device
+from .device import Scoring, autocast, describe, to_device
 from .errors import MRNetError
 from .models import MRNet, model_for_inference
 
@@ -127,13 +127,7 @@ def fit_to_size(series: np.ndarray, size: int, source: Path, warned: set[tuple[P
 
 
 def plane_probabilities(
-    data_dir: str | Path,
-    models_dir: str | Path,
-    tasks: Sequence[str],
-    splits: Sequence[str],
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    max_slices: int,
+    data_dir: str | Path, models_dir: str | Path, tasks: Sequence[str], splits: Sequence[str], scoring: Scoring
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
 
@@ -141,18 +135,16 @@ def plane_probabilities(
     read once for all tasks.
     """
     check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
-    print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(device)}")
+    print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(scoring.device)}")
     columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
     for plane in PLANES:
         data = check_and_load(data_dir, tasks, (plane,), splits)
-        models = {task: load_plane_model(models_dir, task, plane, device)[0] for task in tasks}
+        models = {task: load_plane_model(models_dir, task, plane, scoring.device)[0] for task in tasks}
         for split in splits:
             split_data = data[(split, plane)]
             series = [split_data.series[c] for c in split_data.cases]
             for task in tasks:
-                logits = predict_logits(
-                    models[task], series, device, amp_dtype, max_slices, progress=f"{task}-{plane} {split}"
-                )
+                logits = predict_logits(models[task], series, *scoring.args(), progress=f"{task}-{plane} {split}")
                 columns[(task, split)].append(
                     pd.DataFrame(
                         {
@@ -190,9 +182,7 @@ class CamOptions:
 def predict_exams(
     exams: Sequence[ExamInput],
     task_models: Sequence[TaskModels],
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-    max_slices: int = 512,
+    scoring: Scoring,
     converted: dict[Path, np.ndarray] | None = None,
     cam: CamOptions | None = None,
 ) -> pd.DataFrame:
@@ -212,10 +202,10 @@ def predict_exams(
         for tm in task_models:
             size = tm.image_sizes[plane]
             series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams, strict=True)]
-            logits = predict_logits(tm.models[plane], series, device, amp_dtype, max_slices)
+            logits = predict_logits(tm.models[plane], series, *scoring.args())
             table[f"{tm.task}_{plane}"] = sigmoid(logits)
             if cam is not None:
-                write_cams(cam, exams, series, tm, plane, device)
+                write_cams(cam, exams, series, tm, plane, scoring.device)
         del raw
     return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
 

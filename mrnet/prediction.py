@@ -16,9 +16,9 @@ import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.exams import ExamInput, check_inputs, exams_from_inputs
-from .device import describe, eval_max_slices, resolve_amp, resolve_device
+from .device import Scoring, describe
 from .ensemble import ensemble_probabilities, load_ensemble
-from .errors import MRNetError
+from .errors import at_least, check_options, one_of
 from .files import atomic_write, write_json
 from .inference import CamOptions, TaskModels, load_task_models, predict_exams
 from .runinfo import environment, plain
@@ -116,15 +116,15 @@ def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, An
 
 
 def validate_predict_config(cfg: PredictConfig) -> None:
-    unknown = [t for t in cfg.tasks if t not in TASKS]
-    if unknown:
-        raise MRNetError(f"--tasks {' '.join(unknown)}: choose from {', '.join(TASKS)}")
-    if cfg.image_size is not None and cfg.image_size < 64:
-        raise MRNetError(f"--image-size {cfg.image_size}: must be at least 64")
-    if cfg.cam_top_k < 1:
-        raise MRNetError(f"--cam-top-k {cfg.cam_top_k}: must be at least 1")
-    if cfg.amp not in AMP_MODES:
-        raise MRNetError(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
+    check_options(
+        [
+            *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            at_least("--image-size", cfg.image_size, 64),
+            at_least("--cam-top-k", cfg.cam_top_k, 1),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            at_least("--max-slices", cfg.max_slices, 1),
+        ]
+    )
 
 
 def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Prediction:
@@ -134,16 +134,14 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks)
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     converted = check_inputs(exams)
-    device = resolve_device(cfg.device)
-    amp_dtype = resolve_amp(cfg.amp, device)
-    task_models = [load_task_models(models_dir, task, device, cfg.image_size) for task in tasks]
+    scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
+    task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
     ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task)) for task in tasks}
     for line in skipped:
         log(line)
-    log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(device)}")
+    log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
-    max_slices = eval_max_slices(cfg.max_slices, device)
-    table = predict_exams(exams, task_models, device, amp_dtype, max_slices, converted, cam)
+    table = predict_exams(exams, task_models, scoring, converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
     return Prediction(table, tasks, written, skipped, notes)

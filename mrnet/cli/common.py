@@ -117,6 +117,14 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def config_from_args(config_class: type, args: argparse.Namespace, **overrides: Any):
+    """A command's config dataclass from the parsed options of the same names (the option names are the fields')."""
+    from dataclasses import fields
+
+    values = {f.name: getattr(args, f.name) for f in fields(config_class) if hasattr(args, f.name)}
+    return config_class(**{**values, **overrides})
+
+
 def training_config_from_args(args: argparse.Namespace, **overrides: Any):
     """A TrainConfig from parsed options; also the names the user set explicitly."""
     from dataclasses import fields

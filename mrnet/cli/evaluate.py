@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, run_cli
+from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,19 +41,7 @@ def main(argv: Sequence[str] | None = None):
     from ..evaluation.evaluator import EvalConfig, run_evaluate
     from ..evaluation.report import text_table
 
-    cfg = EvalConfig(
-        data_dir=args.data_dir,
-        models_dir=args.models_dir,
-        split=args.split,
-        out=args.out,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        tasks=list(args.tasks),
-        eval_max_slices=args.eval_max_slices,
-        heatmap_exams=args.heatmap_exams,
-    )
+    cfg = config_from_args(EvalConfig, args)
     result = run_evaluate(cfg)
     print(
         f"\nEvaluation on {result.split} ({result.n_exams} exams); thresholds chosen on train by Youden's J; "

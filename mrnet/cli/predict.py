@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES, PLANES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, fmt, run_cli
+from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, fmt, run_cli
 
 MAX_PRINTED_EXAMS = 20
 
@@ -66,23 +66,7 @@ def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
     from ..prediction import PredictConfig, run_predict
 
-    cfg = PredictConfig(
-        models_dir=args.models_dir,
-        axial=args.axial,
-        coronal=args.coronal,
-        sagittal=args.sagittal,
-        exam_dir=args.exam_dir,
-        input_csv=args.input_csv,
-        out=args.out,
-        tasks=list(args.tasks),
-        device=args.device,
-        amp=args.amp,
-        image_size=args.image_size,
-        max_slices=args.max_slices,
-        cam=args.cam,
-        cam_top_k=args.cam_top_k,
-        cam_gif=args.cam_gif,
-    )
+    cfg = config_from_args(PredictConfig, args)
     result = run_predict(cfg)
     print()
     print_predictions(result.table, result.tasks)

@@ -6,7 +6,15 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, add_ensemble_args, add_models_dir, add_tasks, print_auc_table, run_cli
+from .common import (
+    EVAL_SLICES_HELP,
+    add_ensemble_args,
+    add_models_dir,
+    add_tasks,
+    config_from_args,
+    print_auc_table,
+    run_cli,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -26,17 +34,7 @@ def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
     from ..ensemble import MetaConfig, fit_ensembles
 
-    cfg = MetaConfig(
-        data_dir=args.data_dir,
-        models_dir=args.models_dir,
-        tasks=list(args.tasks),
-        fit_on=args.fit_on,
-        folds=args.folds,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        eval_max_slices=args.eval_max_slices,
-    )
+    cfg = config_from_args(MetaConfig, args)
     table = fit_ensembles(cfg)
     print_auc_table(table, cfg.fit_on)
     return table

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import AMP_MODES, PLANES, TASKS, layout
+from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
 from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
-from ..device import eval_max_slices, resolve_amp, resolve_device
+from ..device import Scoring
 from ..ensemble import ensemble_probabilities, load_ensemble
-from ..errors import MRNetError
+from ..errors import at_least, check_options, one_of
 from ..files import write_json
 from ..inference import load_plane_model, plane_probabilities
 from ..runinfo import environment, plain
@@ -59,42 +59,28 @@ class EvalConfig:
 
 
 def validate_eval_config(cfg: EvalConfig) -> None:
-    problems = []
-    unknown = [t for t in cfg.tasks if t not in TASKS]
-    if unknown:
-        problems.append(f"--tasks {' '.join(unknown)}: choose from {', '.join(TASKS)}")
-    if cfg.split not in ("train", "valid"):
-        problems.append(f"--split {cfg.split}: choose train or valid")
-    if cfg.bootstrap < 0:
-        problems.append(f"--bootstrap {cfg.bootstrap}: must be 0 (no intervals) or more")
-    if cfg.heatmap_exams < 0:
-        problems.append(f"--heatmap-exams {cfg.heatmap_exams}: must be 0 or more")
-    if cfg.amp not in AMP_MODES:
-        problems.append(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
-    if problems:
-        raise MRNetError("; ".join(problems))
+    check_options(
+        [
+            *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            one_of("--split", cfg.split, SPLITS),
+            at_least("--bootstrap", cfg.bootstrap, 0),
+            at_least("--heatmap-exams", cfg.heatmap_exams, 0),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- probabilities
 
 
-def model_probabilities(
-    cfg: EvalConfig, tasks: Sequence[str], device: torch.device
-) -> dict[tuple[str, str], pd.DataFrame]:
+def model_probabilities(cfg: EvalConfig, tasks: Sequence[str], scoring: Scoring) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
 
     Train is needed for the thresholds, which are chosen there and applied unchanged.
     """
     splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
-    tables = plane_probabilities(
-        cfg.data_dir,
-        cfg.models_dir,
-        tasks,
-        splits,
-        device,
-        resolve_amp(cfg.amp, device),
-        eval_max_slices(cfg.eval_max_slices, device),
-    )
+    tables = plane_probabilities(cfg.data_dir, cfg.models_dir, tasks, splits, scoring)
     for task in tasks:
         bundle = load_ensemble(layout.ensemble_file(cfg.models_dir, task))
         for split in splits:
@@ -222,8 +208,8 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     for line in skipped:
         log(f"evaluate: {line}")
     out = cfg.out_dir()
-    device = resolve_device(cfg.device)
-    tables = model_probabilities(cfg, tasks, device)
+    scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
+    tables = model_probabilities(cfg, tasks, scoring)
 
     rows, roc_figures, heatmaps = [], {}, {}
     for task in tasks:
@@ -234,7 +220,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         roc_figures[task] = plot_roc(
             task, labels, {m: evaluated[m].to_numpy() for m in MODELS}, aucs, out / f"roc-{task}.png"
         )
-        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", device)
+        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", scoring.device)
     metrics = with_mean_rows(rows, cfg.split)
     save_csv(out / "metrics.csv", metrics)
 

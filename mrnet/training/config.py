@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import AMP_MODES, PLANES, TASKS, layout
-from ..errors import MRNetError
+from ..errors import MRNetError, at_least, check_options, one_of
 
 
 @dataclass
@@ -64,27 +64,19 @@ RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "cha
 
 
 def validate_config(cfg: TrainConfig) -> None:
-    problems = []
-    if cfg.task not in TASKS:
-        problems.append(f"--task {cfg.task}: choose one of {', '.join(TASKS)}")
-    if cfg.plane not in PLANES:
-        problems.append(f"--plane {cfg.plane}: choose one of {', '.join(PLANES)}")
-    if cfg.epochs < 1:
-        problems.append(f"--epochs {cfg.epochs}: must be at least 1")
-    if not cfg.lr > 0:
-        problems.append(f"--lr {cfg.lr}: must be positive")
-    if cfg.weight_decay < 0:
-        problems.append(f"--weight-decay {cfg.weight_decay}: must be 0 or more")
-    if cfg.exams_per_step < 1:
-        problems.append(f"--exams-per-step {cfg.exams_per_step}: must be at least 1")
-    if cfg.eval_max_slices is not None and cfg.eval_max_slices < 1:
-        problems.append(f"--eval-max-slices {cfg.eval_max_slices}: must be at least 1")
-    if cfg.amp not in AMP_MODES:
-        problems.append(f"--amp {cfg.amp}: choose one of {', '.join(AMP_MODES)}")
-    if cfg.resume and cfg.overwrite:
-        problems.append("--resume and --overwrite contradict each other; pick one")
-    if problems:
-        raise MRNetError("; ".join(problems))
+    check_options(
+        [
+            one_of("--task", cfg.task, TASKS),
+            one_of("--plane", cfg.plane, PLANES),
+            at_least("--epochs", cfg.epochs, 1),
+            (cfg.lr > 0, f"--lr {cfg.lr}: must be positive"),
+            at_least("--weight-decay", cfg.weight_decay, 0),
+            at_least("--exams-per-step", cfg.exams_per_step, 1),
+            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            (not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other; pick one"),
+        ]
+    )
 
 
 def merge_resumed_config(cfg: TrainConfig, saved: dict[str, Any], explicit: set[str]) -> TrainConfig:

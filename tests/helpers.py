@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: tiny datasets on disk, running the real commands, folder snapshots."""
+"""Helpers shared by the tests: tiny datasets on disk, training configs, running the real commands, folder snapshots."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mrnet import PLANES, TASKS
+from mrnet.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,16 +18,61 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu"]
 
 
-def run_script(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run scripts/<script> as a user would, from the clone, and capture what it prints."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def train_config(data: Path, out: Path, **overrides) -> TrainConfig:
+    """A quick CPU recipe for the ACL sagittal model (from scratch, one epoch); keyword arguments override fields."""
+    values = dict(
+        task="acl",
+        plane="sagittal",
+        data_dir=str(data),
+        models_dir=str(out),
+        epochs=1,
+        lr=1e-4,
+        weight_decay=1e-4,
+        pretrained=False,
+        seed=0,
+        device="cpu",
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
+def run_python(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run this interpreter with `args` in a new process and capture what it prints; `env` adds variables."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
-        env=env,
+        cwd=cwd,
+        env=python_env(env),
         timeout=timeout,
     )
+
+
+def run_script(script: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run scripts/<script> as a user would, from the clone, and capture what it prints."""
+    return run_python(str(ROOT / "scripts" / script), *args, **kwargs)
+
+
+def start_script(script: str, *args: str) -> subprocess.Popen:
+    """Start scripts/<script> without waiting for it (to interrupt it, or to run two at once)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+
+
+def run_training(script: str, data: Path, models: Path, *args: str) -> subprocess.CompletedProcess:
+    """A training command (train_plane.py, train_all.py) on `data` into `models`, with the quick CPU options."""
+    return run_script(script, "--data-dir", str(data), "--output-dir", str(models), *args, *FAST)
 
 
 def write_tiny_layout(

@@ -105,6 +105,7 @@ def lesion_model() -> MRNet:
     return model.eval()
 
 
+@pytest.mark.slow
 def test_cam_peaks_inside_planted_lesion_more_often_than_chance(lesion_model):
     rng = np.random.default_rng(1)
     cams, scores, masks = [], [], []
@@ -116,7 +117,6 @@ def test_cam_peaks_inside_planted_lesion_more_often_than_chance(lesion_model):
         # a little margin: the maps are 7x7 at 128 px, so a peak is placed to within a cell
         masks.append(np.stack([binary_dilation(m, iterations=SIZE // 16) for m in mask]))
     hit_rate, chance = lesion_hit_rate(cams, scores, masks)
-    assert hit_rate > chance
     assert hit_rate > 4 * chance, f"CAM peak inside the lesion in {hit_rate:.0%} of exams (chance {chance:.1%})"
     # the top-scoring slice is the one holding the lesion
     assert np.mean([m[top_slices(s, 1)[0]].any() for s, m in zip(scores, masks, strict=True)]) >= 0.75

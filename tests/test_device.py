@@ -32,11 +32,13 @@ def test_auto_amp_on_the_cpu_follows_the_hardware(monkeypatch):
     assert resolve_amp("bf16", cpu) is torch.bfloat16
 
 
-def test_impossible_choices_are_named():
+def test_impossible_choices_are_named(monkeypatch):
     with pytest.raises(MRNetError, match="--amp fp16 needs a CUDA device"):
         resolve_amp("fp16", torch.device("cpu"))
     with pytest.raises(MRNetError, match="--amp fast"):
         resolve_amp("fast", torch.device("cpu"))
-    if not torch.cuda.is_available():
-        with pytest.raises(MRNetError, match="no CUDA device"):
-            resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without a GPU, wherever this runs
+    with pytest.raises(MRNetError, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(MRNetError, match="no CUDA device"):
+        resolve_device("cuda:1")

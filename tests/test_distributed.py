@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, run_python
 
 from mrnet.checkpoint import load_checkpoint
 from mrnet.data.dataset import check_and_load
@@ -33,37 +31,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     out, weights = tmp_path / "models", tmp_path / "weights"
     weights.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nnodes",
-            "1",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(ROOT / "tests" / "ddp_worker.py"),
-            str(tiny_data),
-            str(out),
-            str(weights),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    result = run_python(
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(tiny_data),
+        str(out),
+        str(weights),
+        env={"OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 data-parallel ranks" in result.stdout
 
     rank0, rank1 = torch.load(weights / "rank0.pt"), torch.load(weights / "rank1.pt")
+    assert rank0.keys() == rank1.keys() and rank0
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
     gathered = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import FAST, folder_snapshot, write_tiny_layout
+from helpers import folder_snapshot, run_training, train_config, write_tiny_layout
 from helpers import run_script as run
 
 from mrnet.checkpoint import load_checkpoint
 from mrnet.training import trainer as train_module
-from mrnet.training.config import TrainConfig
 from mrnet.training.trainer import train
+
+pytestmark = pytest.mark.slow
 
 
 def test_synthetic_data_to_auc_table(tmp_path):
@@ -34,7 +35,7 @@ def test_synthetic_data_to_auc_table(tmp_path):
         "1",
     )
     assert made.returncode == 0, made.stderr
-    trained = run("train_all.py", "--data-dir", str(data), "--output-dir", str(models), "--epochs", "1", *FAST)
+    trained = run_training("train_all.py", data, models, "--epochs", "1")
     assert trained.returncode == 0, trained.stderr
     table = pd.read_csv(models / "auc_table.csv")
     assert table["task"].tolist() == ["abnormal", "acl", "meniscus"]
@@ -45,7 +46,7 @@ def test_synthetic_data_to_auc_table(tmp_path):
         for plane in ("axial", "coronal", "sagittal"):
             assert (models / f"{task}-{plane}" / "best.pt").is_file()
 
-    again = run("train_all.py", "--data-dir", str(data), "--output-dir", str(models), "--epochs", "1", *FAST)
+    again = run_training("train_all.py", data, models, "--epochs", "1")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("finished checkpoint exists, skipped") == 9
 
@@ -63,37 +64,11 @@ def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(train_module, "write_metrics_csv", interrupt_after_checkpoint)
         with pytest.raises(KeyboardInterrupt):
-            train(
-                TrainConfig(
-                    task="acl",
-                    plane="axial",
-                    data_dir=str(tiny_data),
-                    models_dir=str(models),
-                    epochs=2,
-                    lr=1e-4,
-                    weight_decay=1e-4,
-                    pretrained=False,
-                    device="cpu",
-                )
-            )
+            train(train_config(tiny_data, models, plane="axial", epochs=2))
     assert load_checkpoint(models / "acl-axial" / "last.pt")["epoch"] == 1
 
-    result = run(
-        "train_all.py",
-        "--data-dir",
-        str(tiny_data),
-        "--output-dir",
-        str(models),
-        "--epochs",
-        "2",
-        "--tasks",
-        "acl",
-        "--planes",
-        "axial",
-        "coronal",
-        "--skip-meta",
-        *FAST,
-    )
+    only = ["--tasks", "acl", "--planes", "axial", "coronal", "--skip-meta"]
+    result = run_training("train_all.py", tiny_data, models, "--epochs", "2", *only)
     assert result.returncode == 0, result.stderr
     assert "acl-axial: resuming after epoch 1" in result.stdout
     assert len(pd.read_csv(models / "acl-axial" / "metrics.csv")) == 2
@@ -121,7 +96,7 @@ def test_bad_data_gives_one_message_and_writes_nothing(tiny_data, tmp_path, scri
     (models / "keep.txt").write_text("earlier work")
     before = folder_snapshot(models)
     break_dataset(tiny_data)
-    result = run(script, "--data-dir", str(tiny_data), "--output-dir", str(models), *extra, *FAST)
+    result = run_training(script, tiny_data, models, *extra)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "train/sagittal/0004.npy: truncated or corrupt" in result.stderr
@@ -137,34 +112,12 @@ def test_train_meta_on_bad_data_and_missing_models(tmp_path):
 
 
 def test_bad_arguments_are_named(tiny_data, tmp_path):
-    result = run(
-        "train_plane.py",
-        "--task",
-        "acl",
-        "--plane",
-        "sagittal",
-        "--data-dir",
-        str(tiny_data),
-        "--output-dir",
-        str(tmp_path / "m"),
-        "--epochs",
-        "0",
-        "--no-pretrained",
-    )
+    common = ["--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data), "--output-dir", str(tmp_path / "m")]
+    result = run("train_plane.py", *common, "--epochs", "0", "--no-pretrained")
     assert result.returncode == 2 and "--epochs 0" in result.stderr and "Traceback" not in result.stderr
-    result = run(
-        "train_plane.py",
-        "--task",
-        "acl",
-        "--plane",
-        "sagittal",
-        "--data-dir",
-        str(tiny_data),
-        "--output-dir",
-        str(tmp_path / "m"),
-        "--device",
-        "cuda",
-        "--no-pretrained",
-    )
-    if "no CUDA device" in result.stderr:
-        assert result.returncode == 2 and "Traceback" not in result.stderr
+    # CUDA hidden from the process, so the refusal is checked on any machine
+    no_gpu = {"CUDA_VISIBLE_DEVICES": ""}
+    result = run("train_plane.py", *common, "--epochs", "1", "--device", "cuda", "--no-pretrained", env=no_gpu)
+    assert result.returncode == 2 and "--device cuda: no CUDA device" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "m" / "acl-sagittal").exists()

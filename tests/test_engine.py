@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import train_config
 
 from mrnet.device import grad_scaler
 from mrnet.models import build_model
 from mrnet.training import trainer
-from mrnet.training.config import TrainConfig
 from mrnet.training.engine import shuffled_order, train_one_epoch, validate
 
 
@@ -43,6 +43,7 @@ def test_loss_scaling_only_for_fp16(dtype, enabled):
     assert grad_scaler(torch.device("cpu"), dtype).is_enabled() is enabled
 
 
+@pytest.mark.slow
 def test_an_enabled_scaler_scales_every_step_and_unscales_before_the_update(monkeypatch):
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True)
     scaled = []
@@ -80,6 +81,7 @@ def test_overflowing_gradients_skip_the_step_and_lower_the_scale():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_the_trainer_hands_its_scaler_to_every_epoch(tiny_data, tmp_path, monkeypatch):
     seen = []
     real = trainer.train_one_epoch
@@ -89,18 +91,7 @@ def test_the_trainer_hands_its_scaler_to_every_epoch(tiny_data, tmp_path, monkey
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", spy)
-    trainer.train(
-        TrainConfig(
-            task="acl",
-            plane="axial",
-            data_dir=str(tiny_data),
-            models_dir=str(tmp_path / "m"),
-            epochs=2,
-            pretrained=False,
-            device="cpu",
-            amp="off",
-        )
-    )
+    trainer.train(train_config(tiny_data, tmp_path / "m", plane="axial", epochs=2, amp="off"))
     assert len(seen) == 2 and all(isinstance(s, torch.amp.GradScaler) for s in seen)
     assert not seen[0].is_enabled()  # fp32: no scaling
 

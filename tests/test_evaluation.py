@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_script
 from sklearn.metrics import roc_auc_score
 
 from mrnet import PLANES, TASKS
@@ -23,9 +22,6 @@ from mrnet.evaluation.metrics import (
     operating_point,
     youden_threshold,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 # ----------------------------------------------------------------------------- metrics by hand
 
@@ -110,6 +106,7 @@ def read_valid_labels(data_dir: Path, task: str) -> pd.Series:
     return table.set_index("case")["label"]
 
 
+@pytest.mark.slow
 def test_report_aucs_equal_auc_table_from_training(tiny, report):
     _, metrics = report
     auc_table = pd.read_csv(tiny.models_dir / "auc_table.csv").set_index("task")
@@ -119,6 +116,7 @@ def test_report_aucs_equal_auc_table_from_training(tiny, report):
             assert row["auc"] == pytest.approx(auc_table.loc[task, model], abs=5e-5)  # the table keeps 4 decimals
 
 
+@pytest.mark.slow
 def test_competition_file_format_and_score(tiny, report):
     out, metrics = report
     competition = pd.read_csv(out / "predictions.csv", header=None)
@@ -134,6 +132,7 @@ def test_competition_file_format_and_score(tiny, report):
     assert scored == pytest.approx(reported, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_report_files_and_links(report):
     out, metrics = report
     text = (out / "report.md").read_text()
@@ -150,34 +149,30 @@ def test_report_files_and_links(report):
     assert per_model[["sensitivity_youden", "specificity_youden", "accuracy_youden"]].notna().all().all()
 
 
-def test_missing_models_is_a_clear_error(tiny, tmp_path):
-    cfg = EvalConfig(data_dir=str(tiny.data_dir), models_dir=str(tmp_path / "nothing"), device="cpu")
+def test_missing_models_is_a_clear_error(tiny_data, tmp_path):
+    cfg = EvalConfig(data_dir=str(tiny_data), models_dir=str(tmp_path / "nothing"), device="cpu")
     with pytest.raises(MRNetError, match="models folder"):
         run_evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_evaluate_script_runs(tiny, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "evaluate.py"),
-            "--data-dir",
-            str(tiny.data_dir),
-            "--models-dir",
-            str(tiny.models_dir),
-            "--out",
-            str(tmp_path / "r"),
-            "--bootstrap",
-            "50",
-            "--device",
-            "cpu",
-            "--tasks",
-            "acl",
-            "--heatmap-exams",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_script(
+        "evaluate.py",
+        "--data-dir",
+        str(tiny.data_dir),
+        "--models-dir",
+        str(tiny.models_dir),
+        "--out",
+        str(tmp_path / "r"),
+        "--bootstrap",
+        "50",
+        "--device",
+        "cpu",
+        "--tasks",
+        "acl",
+        "--heatmap-exams",
+        "0",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -118,11 +118,12 @@ def test_from_scratch_convolutions_keep_the_signal_alive():
     per-slice features of different slices still differ five layers deep."""
     torch.manual_seed(0)
     model = build_model(pretrained=False)
-    for layer in model.features:
-        if isinstance(layer, torch.nn.Conv2d):
-            fan_in = layer.weight[0].numel()
-            assert abs(layer.weight.std().item() / (2.0 / fan_in) ** 0.5 - 1.0) < 0.1
-            assert torch.count_nonzero(layer.bias) == 0
+    convolutions = [layer for layer in model.features if isinstance(layer, torch.nn.Conv2d)]
+    assert len(convolutions) == 5
+    for layer in convolutions:
+        fan_in = layer.weight[0].numel()
+        assert abs(layer.weight.std().item() / (2.0 / fan_in) ** 0.5 - 1.0) < 0.1
+        assert torch.count_nonzero(layer.bias) == 0
     slices = torch.randn(8, 3, 64, 64)
     features = model.eval().slice_features(slices)  # (8, 256)
     assert features.std(dim=0).mean() > 0.1 * features.abs().mean()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_script
 from tiny_models import SIZE
 
 from mrnet import PLANES, TASKS
@@ -24,7 +23,6 @@ from mrnet.data.exams import plane_named_in
 from mrnet.data.series import resize_series
 from mrnet.errors import MRNetError
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["case"] + [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble")]
 
 
@@ -32,8 +30,14 @@ def valid_cases(tiny) -> list[str]:
     return sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))
 
 
-def plane_args(tiny, case: str) -> list[str]:
-    return [arg for p in PLANES for arg in (f"--{p}", str(series_path(tiny.data_dir, "valid", p, case)))]
+def plane_args(data_dir: Path, case: str) -> list[str]:
+    return [arg for p in PLANES for arg in (f"--{p}", str(series_path(data_dir, "valid", p, case)))]
+
+
+def predict_argv(models_dir: Path, *inputs: str, out: Path | None = None) -> list[str]:
+    """The predict command line on the CPU: the models, the exams (as options), and where to write."""
+    argv = ["--models-dir", str(models_dir), *inputs, "--device", "cpu"]
+    return argv if out is None else [*argv, "--out", str(out)]
 
 
 def training_predictions(tiny) -> pd.DataFrame:
@@ -41,11 +45,10 @@ def training_predictions(tiny) -> pd.DataFrame:
     return pd.read_csv(tiny.models_dir / "ensemble_valid_predictions.csv", dtype={"case": str})
 
 
+@pytest.mark.slow
 def test_three_files_give_csv_and_json(tiny, tmp_path, capsys):
     case = valid_cases(tiny)[0]
-    table = main(
-        ["--models-dir", str(tiny.models_dir), *plane_args(tiny, case), "--out", str(tmp_path), "--device", "cpu"]
-    )
+    table = main(predict_argv(tiny.models_dir, *plane_args(tiny.data_dir, case), out=tmp_path))
     printed = capsys.readouterr().out
     assert case in printed and "ensemble" in printed
 
@@ -64,24 +67,14 @@ def test_three_files_give_csv_and_json(tiny, tmp_path, capsys):
     assert (tmp_path / "predict_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_exam_folder_input(tiny, valid_run, tmp_path):
     case = valid_cases(tiny)[1]
     folder = tmp_path / "knee-07"
     folder.mkdir()
     for plane in PLANES:
         shutil.copy(series_path(tiny.data_dir, "valid", plane, case), folder / f"{plane}.npy")
-    table = main(
-        [
-            "--models-dir",
-            str(tiny.models_dir),
-            "--exam-dir",
-            str(folder),
-            "--out",
-            str(tmp_path / "out"),
-            "--device",
-            "cpu",
-        ]
-    )
+    table = main(predict_argv(tiny.models_dir, "--exam-dir", str(folder), out=tmp_path / "out"))
     assert list(table["case"]) == ["knee-07"]
     assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
 
@@ -93,21 +86,11 @@ def valid_run(tiny, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     rows = [str(series_path(tiny.data_dir, "valid", p, c)) for c in valid_cases(tiny) for p in reversed(PLANES)]
     listing = out / "valid-paths.csv"
     listing.write_text("\n".join(rows) + "\n")
-    table = main(
-        [
-            "--models-dir",
-            str(tiny.models_dir),
-            "--input-csv",
-            str(listing),
-            "--out",
-            str(out / "out"),
-            "--device",
-            "cpu",
-        ]
-    )
+    table = main(predict_argv(tiny.models_dir, "--input-csv", str(listing), out=out / "out"))
     return out / "out", table.set_index("case")
 
 
+@pytest.mark.slow
 def test_competition_csv_matches_training_predictions(tiny, valid_run):
     out, table = valid_run
     cases = valid_cases(tiny)
@@ -124,6 +107,7 @@ def test_competition_csv_matches_training_predictions(tiny, valid_run):
     assert np.allclose(competition.to_numpy(), table[[f"{t}_ensemble" for t in TASKS]].to_numpy())
 
 
+@pytest.mark.slow
 def test_csv_without_plane_names_is_read_axial_coronal_sagittal(tiny, valid_run, tmp_path):
     case = valid_cases(tiny)[2]
     rows = []
@@ -134,22 +118,12 @@ def test_csv_without_plane_names_is_read_axial_coronal_sagittal(tiny, valid_run,
         rows.append(str(target))
     listing = tmp_path / "paths.csv"
     listing.write_text("\n".join(rows) + "\n")
-    table = main(
-        [
-            "--models-dir",
-            str(tiny.models_dir),
-            "--input-csv",
-            str(listing),
-            "--out",
-            str(tmp_path / "a"),
-            "--device",
-            "cpu",
-        ]
-    )
+    table = main(predict_argv(tiny.models_dir, "--input-csv", str(listing), out=tmp_path / "a"))
     assert list(table["case"]) == [case]
     assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
 
 
+@pytest.mark.slow
 def test_larger_series_are_resized_with_a_warning(tiny, tmp_path, capsys):
     case = valid_cases(tiny)[0]
     files = {}
@@ -157,17 +131,7 @@ def test_larger_series_are_resized_with_a_warning(tiny, tmp_path, capsys):
         series = np.load(series_path(tiny.data_dir, "valid", plane, case))
         files[plane] = tmp_path / f"{plane}-big.npy"
         np.save(files[plane], series.repeat(2, axis=1).repeat(2, axis=2))  # 128 px
-    main(
-        [
-            "--models-dir",
-            str(tiny.models_dir),
-            *[a for p in PLANES for a in (f"--{p}", str(files[p]))],
-            "--out",
-            str(tmp_path / "out"),
-            "--device",
-            "cpu",
-        ]
-    )
+    main(predict_argv(tiny.models_dir, *[a for p in PLANES for a in (f"--{p}", str(files[p]))], out=tmp_path / "out"))
     err = capsys.readouterr().err
     for plane in PLANES:
         assert f"{files[plane]}: slices are 128x128 but the model was trained on {SIZE}x{SIZE}" in err
@@ -181,53 +145,47 @@ def test_resize_series_shape_and_type():
     assert (resize_series(flat, 64) == 77).all()
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_naming_the_file(tiny, tmp_path, capsys):
     case = valid_cases(tiny)[0]
     bad = tmp_path / "coronal-bad.npy"
     np.save(bad, np.random.default_rng(0).random((4, SIZE, SIZE)))  # float intensities, not uint8
-    args = plane_args(tiny, case)
+    args = plane_args(tiny.data_dir, case)
     args[args.index("--coronal") + 1] = str(bad)
     with pytest.raises(SystemExit) as stop:
-        run_cli(main, ["--models-dir", str(tiny.models_dir), *args, "--out", str(tmp_path / "out"), "--device", "cpu"])
+        run_cli(main, predict_argv(tiny.models_dir, *args, out=tmp_path / "out"))
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "fractional" in err
     assert not (tmp_path / "out" / "predictions.csv").exists()
 
 
-def test_missing_models_dir_is_a_clear_error(tiny, tmp_path):
+def test_missing_models_dir_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(MRNetError, match=r"models folder .* does not exist"):
-        main(["--models-dir", str(tmp_path / "none"), *plane_args(tiny, valid_cases(tiny)[0]), "--device", "cpu"])
+        main(predict_argv(tmp_path / "none", *plane_args(tiny_data, "0012")))
 
 
+@pytest.mark.slow
 def test_task_without_models_is_skipped(tiny, tmp_path, capsys):
     partial = tmp_path / "models"
     for plane in PLANES:
         (partial / f"acl-{plane}").mkdir(parents=True)
         shutil.copy(tiny.models_dir / f"acl-{plane}" / "best.pt", partial / f"acl-{plane}" / "best.pt")
     shutil.copy(tiny.models_dir / "ensemble-acl.joblib", partial / "ensemble-acl.joblib")
-    table = main(
-        [
-            "--models-dir",
-            str(partial),
-            *plane_args(tiny, valid_cases(tiny)[0]),
-            "--out",
-            str(tmp_path / "o"),
-            "--device",
-            "cpu",
-        ]
-    )
+    table = main(predict_argv(partial, *plane_args(tiny.data_dir, valid_cases(tiny)[0]), out=tmp_path / "o"))
     printed = capsys.readouterr().out
     assert "abnormal: skipped" in printed and "meniscus: skipped" in printed
     assert list(table.columns) == ["case", "acl_axial", "acl_coronal", "acl_sagittal", "acl_ensemble"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pydicom") is not None, reason="pydicom is installed here")
-def test_dicom_folders_need_pydicom(tiny, tmp_path):
+@pytest.mark.slow
+def test_dicom_folders_need_pydicom(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # `import pydicom` fails, as where it is not installed
     for plane in PLANES:
         (tmp_path / "exam" / plane).mkdir(parents=True)
     with pytest.raises(MRNetError, match="install pydicom to read DICOM"):
-        main(["--models-dir", str(tiny.models_dir), "--exam-dir", str(tmp_path / "exam"), "--device", "cpu"])
+        main(predict_argv(tiny.models_dir, "--exam-dir", str(tmp_path / "exam"), out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 
 def fake_slice(z: float, value: int, instance: int) -> SimpleNamespace:
@@ -261,31 +219,12 @@ def test_plane_named_in_paths():
     assert plane_named_in("exam/1130.npy") is None
 
 
+@pytest.mark.slow
 def test_predict_script_with_heatmaps(tiny, tmp_path):
     case = valid_cases(tiny)[0]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "predict.py"),
-            "--models-dir",
-            str(tiny.models_dir),
-            *plane_args(tiny, case),
-            "--out",
-            str(tmp_path / "out"),
-            "--device",
-            "cpu",
-            "--tasks",
-            "acl",
-            "--cam",
-            str(tmp_path / "cam"),
-            "--cam-top-k",
-            "2",
-            "--cam-gif",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    cam = ["--tasks", "acl", "--cam", str(tmp_path / "cam"), "--cam-top-k", "2", "--cam-gif"]
+    argv = predict_argv(tiny.models_dir, *plane_args(tiny.data_dir, case), out=tmp_path / "out")
+    result = run_script("predict.py", *argv, *cam, timeout=120)
     assert result.returncode == 0, result.stderr
     assert case in result.stdout
     pngs = sorted((tmp_path / "cam" / case).glob("acl-*.png"))

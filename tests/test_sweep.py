@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from helpers import FAST
-from helpers import run_script as run
+import pytest
+from helpers import run_training
 
 from mrnet.cli.common import training_config_from_args
 from mrnet.cli.train_all import train_plane_argv
@@ -33,23 +33,11 @@ def test_worker_command_line_rebuilds_the_same_config():
     assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
 
 
+@pytest.mark.slow
 def test_models_spread_over_two_workers(tiny_data, tmp_path):
     models = tmp_path / "models"
-    result = run(
-        "train_all.py",
-        "--data-dir",
-        str(tiny_data),
-        "--output-dir",
-        str(models),
-        "--epochs",
-        "1",
-        "--tasks",
-        "acl",
-        "--devices",
-        "cpu",
-        "cpu",
-        *FAST,
-    )
+    two_workers = ["--devices", "cpu", "cpu"]
+    result = run_training("train_all.py", tiny_data, models, "--epochs", "1", "--tasks", "acl", *two_workers)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("done on cpu") == 3
     for plane in ("axial", "coronal", "sagittal"):

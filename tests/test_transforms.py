@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mrnet.data.transforms import (
@@ -74,14 +75,22 @@ def test_draws_are_seeded_and_in_range():
 
 
 def test_shift_scales_with_image_size():
-    draws = [SeriesAugment(seed=1).draw(64) for _ in range(1)] + [SeriesAugment(seed=2).draw(64) for _ in range(50)]
-    assert max(abs(d.shift_x_px) for d in draws) <= 25 * 64 / 256
+    augment = SeriesAugment(seed=2)
+    draws = [augment.draw(64) for _ in range(200)]
+    largest = max(max(abs(d.shift_x_px), abs(d.shift_y_px)) for d in draws)
+    assert 0.9 * 25 * 64 / 256 < largest <= 25 * 64 / 256  # the whole range, a quarter of the 256 px one
+    for seed in range(5):  # the same draw at two sizes: only the shift changes, in proportion
+        small, large = SeriesAugment(seed=seed).draw(64), SeriesAugment(seed=seed).draw(256)
+        assert small.shift_x_px == pytest.approx(large.shift_x_px / 4)
+        assert small.shift_y_px == pytest.approx(large.shift_y_px / 4)
+        assert (small.angle_deg, small.flip) == (large.angle_deg, large.flip)
 
 
 def test_train_view_without_augment_equals_preprocess():
     series = torch.randint(0, 255, (4, 64, 64), dtype=torch.uint8)
     assert torch.equal(train_view(series, None), preprocess(series))
-    assert scale_series(series).max() <= 255.0 + 1e-4
+    scaled = scale_series(series)
+    assert scaled.min() == 0 and scaled.max() == pytest.approx(255.0)
 
 
 def test_drawn_transform_equals_the_explicit_one():

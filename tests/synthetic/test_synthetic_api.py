@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from helpers import run_script
 
 from mrnet import synthetic as synth
 from mrnet.synthetic import dataset, exam, labels, tissues
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_package_reexports_the_public_api():
@@ -25,29 +20,27 @@ def test_package_reexports_the_public_api():
     assert all(hasattr(synth, name) for name in synth.__all__)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_synthetic.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def make_synthetic(*args: str):
+    return run_script("make_synthetic.py", *args, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_dataset_and_reports_positives(tmp_path):
-    done = run_cli("--out", str(tmp_path / "d"), "--train", "3", "--valid", "2", "--size", "64", "--slices", "3", "4")
+    small = ["--train", "3", "--valid", "2", "--size", "64"]
+    done = make_synthetic("--out", str(tmp_path / "d"), *small, "--slices", "3", "4")
     assert done.returncode == 0, done.stderr
     assert "wrote 5 synthetic exams" in done.stdout
     assert "abnormal" in done.stdout and "meniscus" in done.stdout
     assert (tmp_path / "d" / "valid" / "coronal" / "0004.npy").is_file()
 
-    refused = run_cli("--out", str(tmp_path / "d"), "--train", "3", "--valid", "2", "--size", "64")
+    refused = make_synthetic("--out", str(tmp_path / "d"), *small)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--size", "32"], ["--slices", "5", "2"]])
 def test_cli_bad_options_exit_2_without_traceback(tmp_path, args):
-    done = run_cli("--out", str(tmp_path / "d"), *args)
+    done = make_synthetic("--out", str(tmp_path / "d"), *args)
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

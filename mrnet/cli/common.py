@@ -37,6 +37,11 @@ def add_models_dir(parser: argparse.ArgumentParser, default: str | None, help_te
     parser.add_argument("--models-dir", "--output-dir", dest="models_dir", default=default, help=help_text)
 
 
+def add_switch(parser: argparse.ArgumentParser, flag: str, dest: str, value: bool, help_text: str) -> None:
+    """A flag that sets a config field to `value`; absent, the field stays None so the config's default applies."""
+    parser.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=help_text)
+
+
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by train_plane and train_all. Defaults are None so an explicit value can be told apart."""
     from ..training.config import TrainConfig  # a dataclass module: no torch import
@@ -65,23 +70,9 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help=f"fixes data order, augmentation and initialisation (default {d.seed})"
     )
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
-    parser.add_argument(
-        "--no-pretrained",
-        dest="pretrained",
-        action="store_const",
-        const=False,
-        default=None,
-        help="train AlexNet from scratch instead of ImageNet weights",
-    )
+    add_switch(parser, "--no-pretrained", "pretrained", False, "train AlexNet from scratch instead of ImageNet weights")
     parser.add_argument("--weights", default=None, help="a local torchvision AlexNet weights file (no download)")
-    parser.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_const",
-        const=False,
-        default=None,
-        help="switch off rotation/shift/flip augmentation",
-    )
+    add_switch(parser, "--no-augment", "augment", False, "switch off rotation/shift/flip augmentation")
     parser.add_argument(
         "--exams-per-step", type=int, default=None, help="exams per optimiser step (default 1, the paper's recipe)"
     )
@@ -93,28 +84,17 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         help="autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off), off, bf16, "
         "fp16 (CUDA only, with loss scaling) (default auto)",
     )
-    parser.add_argument(
+    add_switch(
+        parser,
         "--no-channels-last",
-        dest="channels_last",
-        action="store_const",
-        const=False,
-        default=None,
-        help="keep the default NCHW memory format instead of channels_last",
+        "channels_last",
+        False,
+        "keep the default NCHW memory format instead of channels_last",
     )
-    parser.add_argument(
-        "--resume",
-        action="store_const",
-        const=True,
-        default=None,
-        help="continue the run in the output folder from its last completed epoch",
+    add_switch(
+        parser, "--resume", "resume", True, "continue the run in the output folder from its last completed epoch"
     )
-    parser.add_argument(
-        "--overwrite",
-        action="store_const",
-        const=True,
-        default=None,
-        help="replace an earlier run in the output folder",
-    )
+    add_switch(parser, "--overwrite", "overwrite", True, "replace an earlier run in the output folder")
 
 
 def config_from_args(config_class: type, args: argparse.Namespace, **overrides: Any):

@@ -50,6 +50,24 @@ def at_least(option: str, value: float | None, low: float) -> tuple[bool, str]:
     return value is None or value >= low, f"{option} {value}: must be at least {low}"
 
 
+def finite_between(option: str, value: float, low: float, high: float, *, low_open: bool = False) -> tuple[bool, str]:
+    """A rule for check_options: a finite number in [low, high] (or (low, high] with low_open)."""
+    import math
+
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = ok and value <= high
+    bracket = "(" if low_open else "["
+    return ok, f"{option} {value}: must be a finite number in {bracket}{low:g}, {high:g}]"
+
+
+SEED_LIMIT = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+
+
+def seed_rule(value: int) -> tuple[bool, str]:
+    """A rule for check_options: a seed every library accepts."""
+    return 0 <= value <= SEED_LIMIT, f"--seed {value}: must be between 0 and {SEED_LIMIT}"
+
+
 def check_options(rules: Sequence[tuple[bool, str]]) -> None:
     """Raise one MRNetError naming every option whose rule fails, so a user fixes them all at once."""
     problems = [message for ok, message in rules if not ok]

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
-from .data.exams import ExamInput, check_inputs, exams_from_inputs
+from .data.exams import ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble_format import ensemble_probabilities, load_checked_ensemble
 from .errors import at_least, check_options, one_of
@@ -138,6 +138,9 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         check_writable(Path(cfg.cam), "--cam")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     converted = check_inputs(exams)
+    blank = constant_series_notes(exams, converted)
+    for note in blank:
+        log(f"warning: {note}")
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
     for line in skipped:
@@ -147,4 +150,4 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     table = predict_exams(exams, task_models, scoring, converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
-    return Prediction(table, tasks, written, skipped, notes)
+    return Prediction(table, tasks, written, skipped, blank + notes)

@@ -188,6 +188,6 @@ def print_auc_table(table, fit_on: str) -> None:
         cells = "".join(f"{fmt(getattr(row, c)):>10}" for c in columns)
         print(f"{row.task:<10}{cells}")
     if len(table) > 1:
-        mean = table[columns].mean()
+        mean = table[columns].mean(skipna=False)  # n/a when a task's AUC is undefined, as evaluate reports it
         print(f"{'mean':<10}" + "".join(f"{fmt(mean[c]):>10}" for c in columns))
     print()

@@ -50,14 +50,12 @@ def at_least(option: str, value: float | None, low: float) -> tuple[bool, str]:
     return value is None or value >= low, f"{option} {value}: must be at least {low}"
 
 
-def finite_between(option: str, value: float, low: float, high: float, *, low_open: bool = False) -> tuple[bool, str]:
-    """A rule for check_options: a finite number in [low, high] (or (low, high] with low_open)."""
+def finite_above(option: str, value: float, low: float, *, strictly: bool = False) -> tuple[bool, str]:
+    """A rule for check_options: a finite number >= low (> low when `strictly`); inf and NaN fail."""
     import math
 
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if low_open else value >= low)
-    ok = ok and value <= high
-    bracket = "(" if low_open else "["
-    return ok, f"{option} {value}: must be a finite number in {bracket}{low:g}, {high:g}]"
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strictly else value >= low)
+    return ok, f"{option} {value}: must be a finite number {'above' if strictly else 'of at least'} {low:g}"
 
 
 SEED_LIMIT = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import AMP_MODES, PLANES, TASKS, layout
-from ..errors import MRNetError, at_least, check_options, finite_between, one_of, seed_rule
+from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
 
 
 @dataclass
@@ -69,8 +69,8 @@ def validate_config(cfg: TrainConfig) -> None:
             one_of("--task", cfg.task, TASKS),
             one_of("--plane", cfg.plane, PLANES),
             at_least("--epochs", cfg.epochs, 1),
-            finite_between("--lr", cfg.lr, 0, 1e3, low_open=True),
-            finite_between("--weight-decay", cfg.weight_decay, 0, 1e3),
+            finite_above("--lr", cfg.lr, 0, strictly=True),
+            finite_above("--weight-decay", cfg.weight_decay, 0),
             at_least("--patience", cfg.patience, 0),
             at_least("--lr-patience", cfg.lr_patience, 0),
             # ReduceLROnPlateau multiplies the lr by the factor: 1 or more never lowers it, 0 stops training.

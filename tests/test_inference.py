@@ -13,7 +13,7 @@ from mrnet import PLANES, TASKS
 from mrnet.checkpoint import load_checkpoint, save_checkpoint
 from mrnet.cli.evaluate import main as evaluate
 from mrnet.cli.predict import main as predict
-from mrnet.errors import CheckpointError
+from mrnet.errors import CheckpointError, MRNetError
 from mrnet.inference import load_plane_model
 from mrnet.layout import best_checkpoint
 
@@ -67,3 +67,24 @@ def test_a_checkpoint_with_the_marker_but_other_weights_is_named(tiny, tmp_path)
     save_checkpoint({**state, "model": {"weight": torch.zeros(3)}}, best_checkpoint(models, "acl", "axial"))
     with pytest.raises(CheckpointError, match=r"acl-axial/best.pt: the checkpoint does not hold MRNet weights"):
         load_plane_model(models, "acl", "axial", torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_output_folders_are_checked_before_any_inference(tiny, tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    case = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))[0]
+    planes = [a for p in PLANES for a in (f"--{p}", str(tiny.data_dir / "valid" / p / f"{case}.npy"))]
+    with pytest.raises(MRNetError, match=r"output folder .*a-file/out is not writable.*--out"):
+        predict(["--models-dir", str(tiny.models_dir), *planes, "--out", str(blocked / "out"), "--device", "cpu"])
+    with pytest.raises(MRNetError, match=r"a-file/cam is not writable.*--cam"):
+        predict(["--models-dir", str(tiny.models_dir), *planes, "--cam", str(blocked / "cam"), "--device", "cpu"])
+    with pytest.raises(MRNetError, match=r"a-file/report is not writable.*--out"):
+        evaluate(
+            [
+                *("--data-dir", str(tiny.data_dir), "--models-dir", str(tiny.models_dir)),
+                "--out",
+                str(blocked / "report"),
+            ]
+        )
+    assert "computing per-plane probabilities" not in capsys.readouterr().out

@@ -205,7 +205,7 @@ def test_task_without_models_is_skipped(tiny, tmp_path, capsys):
     for plane in PLANES:
         (partial / f"acl-{plane}").mkdir(parents=True)
         shutil.copy(tiny.models_dir / f"acl-{plane}" / "best.pt", partial / f"acl-{plane}" / "best.pt")
-    shutil.copy(tiny.models_dir / "ensemble-acl.joblib", partial / "ensemble-acl.joblib")
+    shutil.copy(tiny.models_dir / "ensemble-acl.json", partial / "ensemble-acl.json")
     table = main(
         [
             "--models-dir",

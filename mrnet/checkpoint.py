@@ -20,7 +20,13 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def write(tmp: Path) -> None:
+        # Through a Python file object: a full disk then surfaces as its OSError (see files.write_failure).
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(

@@ -18,9 +18,29 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MRNetError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise MRNetError(f"--device {name}: not a device name (use auto, cpu or cuda)") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise MRNetError(
+            f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s) here, "
+            f"numbered 0 to {torch.cuda.device_count() - 1}"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise MRNetError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
+    return device
+
+
+def check_devices(names: list[str]) -> None:
+    """Every --devices entry, before any worker starts: one message naming each bad one."""
+    problems = []
+    for name in names:
+        try:
+            resolve_device(name)
+        except MRNetError as err:
+            problems.append(str(err).replace("--device ", "--devices ", 1))
+    if problems:
+        raise MRNetError("; ".join(problems))
 
 
 def describe(device: torch.device) -> str:

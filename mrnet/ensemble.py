@@ -2,15 +2,15 @@
 
 Per-plane predictions are merged on case id with pandas, never by position, so a missing
 or reordered exam cannot silently pair one exam's sagittal score with another's axial.
+Every task is fitted before anything is written; then the ensembles, the AUC table and the
+config replace the earlier ones together, so a failure leaves the folder as it was.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
@@ -21,10 +21,13 @@ from sklearn.model_selection import StratifiedKFold
 
 from . import AMP_MODES, FIT_ON, PLANES, TASKS, layout
 from .checkpoint import load_checkpoint
+from .data.dataset import check_and_load
+from .data.fingerprint import describe_changes, fingerprint_of
 from .device import Scoring
-from .errors import MRNetError, at_least, check_options, one_of
+from .ensemble_format import checkpoint_hashes, ensemble_payload, ensemble_text
+from .errors import MRNetError, at_least, check_options, one_of, seed_rule
 from .evaluation.metrics import auc_or_nan, has_both_classes
-from .files import atomic_write, write_json
+from .files import atomic_write_many, check_writable, json_text
 from .inference import plane_probabilities
 from .runinfo import environment, plain
 
@@ -82,42 +85,17 @@ def fit_stacker(
     return new_stacker(seed).fit(x, labels), out_of_fold
 
 
-def save_ensemble(path: Path, model: LogisticRegression, task: str, fit_on: str) -> None:
-    bundle = {
-        "model": model,
-        "task": task,
-        "planes": list(PLANES),
-        "features": "per-plane probability",
-        "fit_on": fit_on,
-        "sklearn_version": sklearn.__version__,
+def ensemble_files(
+    models_dir: str | Path, model: LogisticRegression, task: str, fit_on: str, checkpoints: dict[str, str]
+) -> dict[Path, Callable[[Path], None]]:
+    """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users)."""
+    payload = ensemble_payload(model, task, fit_on, checkpoints, sklearn.__version__)
+    text = ensemble_text(payload)
+    bundle = {**{k: v for k, v in payload.items() if k not in ("coef", "intercept", "classes")}, "model": model}
+    return {
+        layout.ensemble_file(models_dir, task): lambda tmp: tmp.write_text(text),
+        layout.ensemble_joblib(models_dir, task): lambda tmp: joblib.dump(bundle, tmp),
     }
-    atomic_write(path, lambda tmp: joblib.dump(bundle, tmp))
-
-
-def load_ensemble(path: str | Path) -> dict[str, Any]:
-    """Load a stacker; warn when scikit-learn differs from the version that saved it."""
-    path = Path(path)
-    if not path.is_file():
-        raise MRNetError(f"ensemble {path} not found; run scripts/train_meta.py first")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sklearn's own pickle warning; ours below is clearer
-            bundle = joblib.load(path)
-    except Exception as err:
-        raise MRNetError(f"{path} is not a readable ensemble file ({type(err).__name__}: {err})") from None
-    if not isinstance(bundle, dict) or "model" not in bundle or "sklearn_version" not in bundle:
-        raise MRNetError(f"{path} is not an MRNet ensemble file")
-    if bundle["sklearn_version"] != sklearn.__version__:
-        warnings.warn(
-            f"{path} was saved with scikit-learn {bundle['sklearn_version']} and is loaded with "
-            f"{sklearn.__version__}; predictions may differ slightly - refit with scripts/train_meta.py",
-            stacklevel=2,
-        )
-    return bundle
-
-
-def ensemble_probabilities(bundle: dict[str, Any], table: pd.DataFrame) -> np.ndarray:
-    return bundle["model"].predict_proba(table[bundle["planes"]].to_numpy())[:, 1]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -129,6 +107,7 @@ def validate_meta_config(cfg: MetaConfig) -> None:
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
             one_of("--fit-on", cfg.fit_on, FIT_ON),
             at_least("--folds", cfg.folds, 2),
+            seed_rule(cfg.seed),
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
         ]
@@ -150,19 +129,20 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
             + "\n  ".join(lines)
             + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
         )
-    for task in ready:  # a wrong or corrupt checkpoint is reported before any long computation
-        for plane in PLANES:
-            load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)
-
+    check_writable(Path(cfg.models_dir))
     splits = ("train", "valid") if cfg.fit_on == "train" else ("valid",)
+    hashes = check_checkpoints(cfg, ready, splits)
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
     probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring)
-    rows, valid_out = [], []
+    rows, valid_out, writes = [], [], {}
     for task in ready:
         valid = probs[(task, "valid")]
         train = probs.get((task, "train"))
-        model, ens = fit_stacker(train, valid, cfg.fit_on, cfg.folds, cfg.seed)
-        save_ensemble(layout.ensemble_file(cfg.models_dir, task), model, task, cfg.fit_on)
+        try:
+            model, ens = fit_stacker(train, valid, cfg.fit_on, cfg.folds, cfg.seed)
+        except MRNetError as err:
+            raise MRNetError(f"{task}: {err}; no ensemble, table or config was changed") from None
+        writes.update(ensemble_files(cfg.models_dir, model, task, cfg.fit_on, hashes[task]))
         labels = valid["label"].to_numpy()
         rows.append(
             {"task": task, **{p: auc_or_nan(labels, valid[p]) for p in PLANES}, "ensemble": auc_or_nan(labels, ens)}
@@ -170,12 +150,37 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
         valid_out.append(valid.assign(ensemble=ens, task=task)[["task", "case", "label", *PLANES, "ensemble"]])
 
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    out = Path(cfg.models_dir)
-    atomic_write(out / layout.AUC_TABLE, lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
     predictions = pd.concat(valid_out, ignore_index=True)
-    atomic_write(
-        out / layout.ENSEMBLE_PREDICTIONS, lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f")
-    )
-    write_json(out / "meta_config.json", plain(cfg))
-    write_json(out / "meta_environment.json", environment())
+    out = Path(cfg.models_dir)
+    config_text, environment_text = json_text(plain(cfg)), json_text(environment())
+    writes[out / layout.AUC_TABLE] = lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f")
+    writes[out / layout.ENSEMBLE_PREDICTIONS] = lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f")
+    writes[out / layout.META_CONFIG] = lambda tmp: tmp.write_text(config_text)
+    writes[out / layout.META_ENVIRONMENT] = lambda tmp: tmp.write_text(environment_text)
+    atomic_write_many(writes)
     return table
+
+
+def check_checkpoints(cfg: MetaConfig, tasks: list[str], splits: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Every plane checkpoint readable, of the right model, trained on the data given; their hashes per task.
+
+    Run before any long computation. A checkpoint trained on other cases or labels than
+    --data-dir holds would give a stacker fitted on a mixture, so it is refused with what changed.
+    """
+    headers = check_and_load(cfg.data_dir, tasks, PLANES, splits, load=False)
+    problems = []
+    for task in tasks:
+        for plane in PLANES:
+            path = layout.best_checkpoint(cfg.models_dir, task, plane)
+            saved = load_checkpoint(path, task, plane).get("data")
+            current = fingerprint_of({s: headers[(s, plane)] for s in splits}, task)
+            changes = describe_changes(saved, current)
+            if changes:
+                problems.append(f"{path} was trained on other data: {'; '.join(changes)}")
+    if problems:
+        raise MRNetError(
+            f"the models in {cfg.models_dir} do not match the data in {cfg.data_dir}:\n  "
+            + "\n  ".join(problems)
+            + "\nretrain them (scripts/train_all.py --overwrite) or set --data-dir to the data they were trained on"
+        )
+    return {task: checkpoint_hashes(cfg.models_dir, task) for task in tasks}

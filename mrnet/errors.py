@@ -50,6 +50,22 @@ def at_least(option: str, value: float | None, low: float) -> tuple[bool, str]:
     return value is None or value >= low, f"{option} {value}: must be at least {low}"
 
 
+def finite_above(option: str, value: float, low: float, *, strictly: bool = False) -> tuple[bool, str]:
+    """A rule for check_options: a finite number >= low (> low when `strictly`); inf and NaN fail."""
+    import math
+
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strictly else value >= low)
+    return ok, f"{option} {value}: must be a finite number {'above' if strictly else 'of at least'} {low:g}"
+
+
+SEED_LIMIT = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+
+
+def seed_rule(value: int) -> tuple[bool, str]:
+    """A rule for check_options: a seed every library accepts."""
+    return 0 <= value <= SEED_LIMIT, f"--seed {value}: must be between 0 and {SEED_LIMIT}"
+
+
 def check_options(rules: Sequence[tuple[bool, str]]) -> None:
     """Raise one MRNetError naming every option whose rule fails, so a user fixes them all at once."""
     problems = [message for ok, message in rules if not ok]

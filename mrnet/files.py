@@ -24,30 +24,65 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     A crash or a full disk mid-write leaves the previous file untouched: os.replace is
     atomic on POSIX, and the temporary file is removed when writing fails.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    atomic_write_many({Path(path): write})
+
+
+def atomic_write_many(writes: dict[Path, Callable[[Path], None]]) -> None:
+    """Write every file to its temporary first, then rename them all: outputs that belong together change together.
+
+    A failure while writing (a full disk, a bad value) removes every temporary and leaves
+    all previous files as they were; only the renames, which do not need disk space, come after.
+    """
+    temps: dict[Path, Path] = {}
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
+        for path, write in writes.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+            os.close(fd)
+            temps[path] = Path(tmp_name)
+            write(temps[path])
+            os.chmod(temps[path], 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file normal permissions
+            with open(temps[path], "rb") as handle:
+                os.fsync(handle.fileno())
+    except BaseException as err:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        failure = write_failure(err)
+        if failure is None:
+            raise
+        failed = next(reversed(temps), None) or next(iter(writes))
         raise MRNetError(
-            f"could not write {path} ({err.strerror or err}); the previous version of the file, if any, is intact"
+            f"could not write {failed} ({failure}); the previous version of the file, if any, is intact"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
+    for path, tmp in temps.items():
+        os.replace(tmp, path)
+    for folder in {path.parent for path in temps}:
+        _fsync_folder(folder)
+
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a write failed, when `err` is (or wraps) an I/O error; None for anything else.
+
+    torch.save reports a full disk as a RuntimeError from its C++ stream writer; the
+    OSError of the Python file object it wrote to is kept as the error's context.
+    """
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, RuntimeError) and any(k in str(err) for k in ("PytorchStreamWriter", "inline_container")):
+        return f"the checkpoint writer failed: {str(err).splitlines()[0]}"
+    return None
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    text = json_text(data)
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

@@ -23,7 +23,7 @@ from .data.exams import ExamInput, read_series
 from .data.series import resize_series
 from .data.transforms import preprocess
 from .device import Scoring, autocast, describe, to_device
-from .errors import MRNetError
+from .errors import CheckpointError, MRNetError
 from .models import MRNet, model_for_inference
 
 DEFAULT_IMAGE_SIZE = 256  # MRNet-v1.0's slice size, assumed for checkpoints that do not record theirs
@@ -96,9 +96,13 @@ def load_plane_model(
     models_dir: str | Path, task: str, plane: str, device: torch.device, image_size: int | None = None
 ) -> tuple[MRNet, int]:
     """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
-    ckpt = load_checkpoint(layout.best_checkpoint(models_dir, task, plane), task, plane)
+    path = layout.best_checkpoint(models_dir, task, plane)
+    ckpt = load_checkpoint(path, task, plane)
     size = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
-    return model_for_inference(ckpt["model"], device), size
+    try:
+        return model_for_inference(ckpt.get("model"), device), size
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
 
 
 def load_task_models(models_dir: Path, task: str, device: torch.device, image_size: int | None) -> TaskModels:
@@ -132,19 +136,23 @@ def plane_probabilities(
     """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
 
     Works plane by plane so only one plane's series are in memory, and each series is
-    read once for all tasks.
+    read once for all tasks. Series are resized to the slice size each model was trained
+    on, as prediction does (fit_to_size), so both give the same probability for an exam.
     """
     check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
     print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(scoring.device)}")
     columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
+    warned: set[tuple[Path, int]] = set()
     for plane in PLANES:
         data = check_and_load(data_dir, tasks, (plane,), splits)
-        models = {task: load_plane_model(models_dir, task, plane, scoring.device)[0] for task in tasks}
+        models = {task: load_plane_model(models_dir, task, plane, scoring.device) for task in tasks}
         for split in splits:
             split_data = data[(split, plane)]
-            series = [split_data.series[c] for c in split_data.cases]
+            raw = [split_data.series[c] for c in split_data.cases]
             for task in tasks:
-                logits = predict_logits(models[task], series, *scoring.args(), progress=f"{task}-{plane} {split}")
+                model, size = models[task]
+                series = [fit_to_size(s, size, Path(split, plane), warned) for s in raw]
+                logits = predict_logits(model, series, *scoring.args(), progress=f"{task}-{plane} {split}")
                 columns[(task, split)].append(
                     pd.DataFrame(
                         {

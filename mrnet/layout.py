@@ -4,8 +4,10 @@ MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume st
 MODELS/<task>-<plane>/metrics.csv             one row per epoch
 MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
 MODELS/<task>-<plane>/config.json, environment.json, train.log
+MODELS/<task>-<plane>/run.lock                held by the one process writing the run
 MODELS/runs/<task>-<plane>/                   TensorBoard events
-MODELS/ensemble-<task>.joblib                 the task's stacker
+MODELS/ensemble-<task>.json                   the task's stacker, as plain numbers (what the commands load)
+MODELS/ensemble-<task>.joblib                 the same stacker pickled, for scikit-learn users (never loaded by default)
 MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
 MODELS/report/                                evaluate's default output
 """
@@ -23,6 +25,9 @@ LAST = "last.pt"
 METRICS = "metrics.csv"
 VALID_PREDICTIONS = "valid_predictions.csv"
 TRAIN_LOG = "train.log"
+RUN_LOCK = "run.lock"
+META_CONFIG = "meta_config.json"
+META_ENVIRONMENT = "meta_environment.json"
 AUC_TABLE = "auc_table.csv"
 ENSEMBLE_PREDICTIONS = "ensemble_valid_predictions.csv"
 REPORT = "report"
@@ -49,6 +54,12 @@ def tensorboard_dir(models_dir: str | Path, task: str, plane: str) -> Path:
 
 
 def ensemble_file(models_dir: str | Path, task: str) -> Path:
+    """The stacker as JSON: loads without running code, so a shared models folder cannot execute anything."""
+    return Path(models_dir) / f"ensemble-{task}.json"
+
+
+def ensemble_joblib(models_dir: str | Path, task: str) -> Path:
+    """The same stacker pickled with joblib, for scikit-learn users; loading it runs code from the file."""
     return Path(models_dir) / f"ensemble-{task}.joblib"
 
 

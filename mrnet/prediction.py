@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
-from .data.exams import ExamInput, check_inputs, exams_from_inputs
+from .data.exams import ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble import ensemble_probabilities, load_ensemble
+from .ensemble_format import ensemble_probabilities, load_checked_ensemble
 from .errors import at_least, check_options, one_of
-from .files import atomic_write, write_json
+from .files import atomic_write, check_writable, write_json
 from .inference import CamOptions, TaskModels, load_task_models, predict_exams
 from .runinfo import environment, plain
 
@@ -132,11 +132,17 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     validate_predict_config(cfg)
     models_dir = Path(cfg.models_dir)
     tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks)
+    ensembles = {task: load_checked_ensemble(models_dir, task) for task in tasks}
+    check_writable(Path(cfg.out), "--out")
+    if cfg.cam:
+        check_writable(Path(cfg.cam), "--cam")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     converted = check_inputs(exams)
+    blank = constant_series_notes(exams, converted)
+    for note in blank:
+        log(f"warning: {note}")
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
-    ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task)) for task in tasks}
     for line in skipped:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
@@ -144,4 +150,4 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     table = predict_exams(exams, task_models, scoring, converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
-    return Prediction(table, tasks, written, skipped, notes)
+    return Prediction(table, tasks, written, skipped, blank + notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shlex
 import subprocess
 import sys
 from dataclasses import asdict, is_dataclass
@@ -51,7 +52,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "command": " ".join(sys.argv),
+        "command": shlex.join(sys.argv),  # quoted, so it can be pasted back into a shell
     }
     if device is not None:
         info["device"] = device

@@ -24,9 +24,8 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     save_checkpoint({"task": "acl", "plane": "sagittal", "epoch": 1}, path)
     before = path.read_bytes()
 
-    def fill_disk(obj, target):
-        with open(target, "wb") as handle:
-            handle.write(b"partial")
+    def fill_disk(obj, handle):
+        handle.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt_module.torch, "save", fill_disk)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import train_config, write_tiny_layout
 from sklearn.metrics import roc_auc_score
 
-from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker, load_ensemble, save_ensemble
+from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker
+from mrnet.ensemble_format import ensemble_payload, ensemble_text, load_ensemble
 from mrnet.errors import MRNetError
 from mrnet.inference import merge_on_case
 from mrnet.layout import ENSEMBLE_PREDICTIONS
@@ -66,14 +67,15 @@ def test_merge_refuses_mismatched_cases():
 
 def test_version_mismatch_warns(tmp_path):
     model, _ = fit_stacker(known_probabilities(50, 0), known_probabilities(20, 1), "train", 5, 0)
-    path = tmp_path / "ensemble-acl.joblib"
-    save_ensemble(path, model, "acl", "train")
+    import sklearn
+
+    path = tmp_path / "ensemble-acl.json"
+    payload = ensemble_payload(model, "acl", "train", dict.fromkeys(("axial", "coronal", "sagittal"), "0" * 64), "")
+    path.write_text(ensemble_text({**payload, "sklearn_version": sklearn.__version__}))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_ensemble(path)["task"] == "acl"  # same version: silent
-    bundle = joblib.load(path)
-    bundle["sklearn_version"] = "0.24.0"
-    joblib.dump(bundle, path)
+    path.write_text(json.dumps({**payload, "sklearn_version": "0.24.0"}))
     with pytest.warns(UserWarning, match="saved with scikit-learn 0.24.0"):
         load_ensemble(path)
 

@@ -171,7 +171,7 @@ def test_task_without_models_is_skipped(tiny, tmp_path, capsys):
     for plane in PLANES:
         (partial / f"acl-{plane}").mkdir(parents=True)
         shutil.copy(tiny.models_dir / f"acl-{plane}" / "best.pt", partial / f"acl-{plane}" / "best.pt")
-    shutil.copy(tiny.models_dir / "ensemble-acl.joblib", partial / "ensemble-acl.joblib")
+    shutil.copy(tiny.models_dir / "ensemble-acl.json", partial / "ensemble-acl.json")
     table = main(predict_argv(partial, *plane_args(tiny.data_dir, valid_cases(tiny)[0]), out=tmp_path / "o"))
     printed = capsys.readouterr().out
     assert "abnormal: skipped" in printed and "meniscus: skipped" in printed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,19 +18,38 @@ EVAL_SLICES_HELP = (
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
-    """Run a command's main(); turn user errors and Ctrl-C into a message and an exit status."""
+    """Run a command's main(); turn user errors, Ctrl-C and SIGTERM into a message and an exit status.
+
+    SIGTERM (a job scheduler's stop, `kill`) takes the same path as Ctrl-C, so completed
+    epochs stay saved, the run lock is released and the user is told how to continue.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         main(argv)
     except MRNetError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
         print("\ninterrupted: completed epochs are saved; continue with --resume", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(128 + signum)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+class Unique(argparse.Action):
+    """A list option (--tasks acl acl) with each value once, in the order given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, list(dict.fromkeys(values)))
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description)
+    return argparse.ArgumentParser(allow_abbrev=False, description=description)  # --lr must not stand for --lr-factor
 
 
 def add_models_dir(parser: argparse.ArgumentParser, default: str | None, help_text: str) -> None:
@@ -129,7 +149,7 @@ def add_ensemble_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_tasks(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -148,6 +168,6 @@ def print_auc_table(table, fit_on: str) -> None:
         cells = "".join(f"{fmt(getattr(row, c)):>10}" for c in columns)
         print(f"{row.task:<10}{cells}")
     if len(table) > 1:
-        mean = table[columns].mean()
+        mean = table[columns].mean(skipna=False)  # n/a when a task's AUC is undefined, as evaluate reports it
         print(f"{'mean':<10}" + "".join(f"{fmt(mean[c]):>10}" for c in columns))
     print()

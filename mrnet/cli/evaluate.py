@@ -11,8 +11,9 @@ from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_arg
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
-        "heatmaps, report.md and competition-format predictions."
+        "heatmaps, report.md and competition-format predictions.",
     )
     parser.add_argument(
         "--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder (default data/MRNet-v1.0)"

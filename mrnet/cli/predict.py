@@ -13,7 +13,7 @@ MAX_PRINTED_EXAMS = 20
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models."
+        allow_abbrev=False, description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models."
     )
     add_models_dir(parser, "models", "trained models (default models)")
     source = parser.add_argument_group("input (choose one)")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import PLANES, TASKS
-from .common import add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
+from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
 
 # Config fields that are switches on the command line, and the switch that sets each.
 FLAG_OF = {
@@ -25,9 +25,11 @@ FLAG_OF = {
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train all per-plane models and the stacked ensembles.")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description="Train all per-plane models and the stacked ensembles."
+    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
+    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique)
     parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
     parser.add_argument(
         "--devices",
@@ -75,12 +77,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     base, explicit = training_config_from_args(args, task=args.tasks[0], plane=args.planes[0])
     explicit -= {"task", "plane", "resume"}
     from ..data.dataset import check_and_load
+    from ..device import check_devices
     from ..ensemble import MetaConfig, fit_ensembles
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
 
-    check_and_load(base.data_dir, args.tasks, args.planes, load=False)  # every data problem before hours of work
-    todo = pending_models(base, args.tasks, args.planes)
     devices = default_devices(args.devices, base.device)
+    check_devices(devices)
+    # Every data problem before hours of work; the headers also tell whether finished models saw this data.
+    headers = check_and_load(base.data_dir, args.tasks, args.planes, load=False)
+    todo = pending_models(base, args.tasks, args.planes, explicit=explicit, data=headers)
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
     else:

@@ -18,7 +18,9 @@ from .common import (
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Fit the per-task stacked ensembles and print the AUC table.")
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description="Fit the per-task stacked ensembles and print the AUC table."
+    )
     parser.add_argument("--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder")
     add_models_dir(parser, "models", "folder holding the task-plane model folders (default models)")
     add_tasks(parser)

@@ -45,7 +45,7 @@ def parse_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
     name = path.name
     problems: list[str] = []
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a byte-order mark
     except FileNotFoundError:
         return _empty_labels(), [f"{name}: missing (expected at {path})"]
     except (OSError, UnicodeDecodeError) as err:
@@ -53,7 +53,17 @@ def parse_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
 
     cases: list[str] = []
     labels: list[int] = []
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    rows = csv.reader(io.StringIO(text))
+    line_no = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            problems.append(f"{name}, line {rows.line_num}: cannot be read as CSV ({err})")
+            break
+        line_no = rows.line_num
         if not row or all(not field.strip() for field in row):
             continue
         if len(row) != 2:
@@ -139,9 +149,38 @@ def check_and_load(
             series, series_problems = _read_plane(data_dir, split, plane, cases, mmap=not load)
             problems += series_problems
             result[(split, plane)] = SplitData(split, plane, cases, labels, series)
+    problems += _size_problems(result) + _shared_case_problems(result)
     if problems:
         raise DataError(str(data_dir), problems)
     return result
+
+
+def _size_problems(result: dict[tuple[str, str], SplitData]) -> list[str]:
+    """One slice size per plane across the splits: a model trained on one size is scored on the same."""
+    problems = []
+    for plane in dict.fromkeys(plane for _, plane in result):
+        by_size: dict[int, list[str]] = {}
+        for (split, p), data in result.items():
+            if p == plane:
+                for case, series in data.series.items():
+                    by_size.setdefault(int(series.shape[-1]), []).append(f"{split}/{case}")
+        if len(by_size) > 1:
+            detail = "; ".join(
+                f"{size}x{size}: {len(cases)} series ({_short_list(cases, 5)})" for size, cases in sorted(by_size.items())
+            )
+            problems.append(
+                f"{plane}: series of different slice sizes ({detail}); resize them to one size before training"
+            )
+    return problems
+
+
+def _shared_case_problems(result: dict[tuple[str, str], SplitData]) -> list[str]:
+    """An exam in both train and valid would be scored on what it was trained on."""
+    cases = {split: set(data.cases) for (split, _), data in result.items()}
+    if "train" in cases and "valid" in cases and cases["train"] & cases["valid"]:
+        shared = sorted(cases["train"] & cases["valid"])
+        return [f"case ids in both train and valid: {_short_list(shared)}; each exam belongs to one split"]
+    return []
 
 
 def _read_split_labels(

@@ -6,6 +6,7 @@ folders), or the competition's CSV of paths; every series is checked before any 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,14 +32,14 @@ def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, i
     if chosen != 1:
         raise MRNetError("give exactly one input: --axial/--coronal/--sagittal, --exam-dir or --input-csv")
     if exam_dir is not None:
-        return [exam_from_folder(Path(exam_dir))]
+        return unique_case_ids([exam_from_folder(Path(exam_dir))])
     if input_csv is not None:
         return exams_from_csv(Path(input_csv))
     missing = [f"--{p}" for p, f in zip(PLANES, plane_files) if f is None]
     if missing:
         raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
     sources = {p: Path(f) for p, f in zip(PLANES, plane_files)}
-    return [ExamInput(case_id_for(sources), sources)]
+    return unique_case_ids([ExamInput(case_id_for(sources), sources)])
 
 
 def case_id_for(sources: dict[str, Path]) -> str:
@@ -90,7 +91,8 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
     """
     if not path.is_file():
         raise MRNetError(f"--input-csv {path}: file not found")
-    rows = [line.split(",")[0].strip() for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would otherwise join the first path
+    rows = [line.split(",")[0].strip() for line in text.splitlines() if line.strip()]
     if not rows:
         raise MRNetError(f"--input-csv {path}: no rows")
     if len(rows) % 3:
@@ -122,10 +124,17 @@ def _resolve_listed(row: str, csv_folder: Path) -> Path:
     return beside if beside.exists() else listed
 
 
+def safe_case_id(raw: str) -> str:
+    """A case id usable as a folder name under --cam: no separators, no '.' or '..', nothing hidden."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+    return cleaned if cleaned.strip(".") and not cleaned.startswith(".") else f"case{cleaned}"
+
+
 def unique_case_ids(exams: list[ExamInput]) -> list[ExamInput]:
     """Keep case ids distinct (outputs are keyed by them): a repeated id gets a -2, -3 suffix."""
     seen: dict[str, int] = {}
     for exam in exams:
+        exam.case = safe_case_id(exam.case)
         count = seen.get(exam.case, 0) + 1
         seen[exam.case] = count
         if count > 1:
@@ -140,6 +149,20 @@ def read_series(source: Path, mmap: bool = False) -> np.ndarray:
 
         return read_dicom_series(source)
     return load_series(source, mmap=mmap)
+
+
+def constant_series_notes(exams: Sequence[ExamInput], converted: dict[Path, np.ndarray]) -> list[str]:
+    """Series with a single grey value (an all-black export): scored, but the score means nothing."""
+    notes = []
+    for exam in exams:
+        for plane, source in exam.sources.items():
+            series = converted[source] if source in converted else read_series(source, mmap=True)
+            if series.min() == series.max():
+                notes.append(
+                    f"{source} ({exam.case}, {plane}) has one grey value ({int(series.min())}) in every pixel; "
+                    "its probabilities say nothing about the knee"
+                )
+    return notes
 
 
 def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:

@@ -6,10 +6,12 @@ is read the same way by every other.
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pathlib import Path
 
 MIN_SIZE = 64  # AlexNet's feature maps vanish below this
 
@@ -25,11 +27,12 @@ def load_series(path: Path, mmap: bool = False) -> np.ndarray:
     uint8 exactly; anything else is refused rather than silently rescaled, because a
     rescale changes what the model sees compared with the MRNet data it was built for.
     """
+    check_header(Path(path))
     try:
         array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise SeriesProblem("file is missing") from None
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, MemoryError) as err:
         raise SeriesProblem(f"truncated or corrupt, cannot be read as .npy ({_first_line(err)})") from None
     if not isinstance(array, np.ndarray):
         raise SeriesProblem("is not a single array (.npz archives are not supported)")
@@ -49,6 +52,47 @@ def load_series(path: Path, mmap: bool = False) -> np.ndarray:
     if array.dtype == np.uint8:
         return array if mmap else np.ascontiguousarray(array)
     return _to_uint8_losslessly(np.asarray(array))
+
+
+def check_header(path: Path) -> None:
+    """What the .npy header promises, checked before any data is read.
+
+    A FIFO or device named .npy would block or stream forever, a pickled object array is
+    not an image, and a header that declares more bytes than the file holds (a download cut
+    short, or a corrupted shape claiming gigabytes) must not reach a memory allocation.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SeriesProblem("file is missing") from None
+    except OSError as err:
+        raise SeriesProblem(f"cannot be read ({err.strerror or err})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SeriesProblem("is not a regular file (a folder, FIFO or device); expected a .npy file")
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle, max_header_size=100_000)
+            offset = handle.tell()
+    except (ValueError, OSError, EOFError) as err:
+        raise SeriesProblem(f"truncated or corrupt, cannot be read as .npy ({_first_line(err)})") from None
+    if dtype.hasobject:
+        raise SeriesProblem("holds pickled Python objects, not a numeric array; save the volume itself with np.save")
+    needed = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+    if needed > info.st_size - offset:
+        raise SeriesProblem(
+            f"truncated or corrupt: its header declares shape {tuple(shape)} {dtype} ({_bytes(needed)}) "
+            f"but the file holds {_bytes(info.st_size - offset)} of data"
+        )
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
 
 
 def _to_uint8_losslessly(array: np.ndarray) -> np.ndarray:

@@ -22,10 +22,10 @@ from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble import ensemble_probabilities, load_ensemble
-from ..errors import at_least, check_options, one_of
-from ..files import write_json
-from ..inference import load_plane_model, plane_probabilities
+from ..ensemble_format import ensemble_probabilities, load_checked_ensemble
+from ..errors import at_least, check_options, one_of, seed_rule
+from ..files import check_writable, write_json
+from ..inference import fit_to_size, load_plane_model, plane_probabilities
 from ..runinfo import environment, plain
 from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
 from .report import ReportContent, plot_roc, save_csv, write_report
@@ -64,6 +64,7 @@ def validate_eval_config(cfg: EvalConfig) -> None:
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
             one_of("--split", cfg.split, SPLITS),
             at_least("--bootstrap", cfg.bootstrap, 0),
+            seed_rule(cfg.seed),
             at_least("--heatmap-exams", cfg.heatmap_exams, 0),
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
@@ -74,7 +75,9 @@ def validate_eval_config(cfg: EvalConfig) -> None:
 # ----------------------------------------------------------------------------- probabilities
 
 
-def model_probabilities(cfg: EvalConfig, tasks: Sequence[str], scoring: Scoring) -> dict[tuple[str, str], pd.DataFrame]:
+def model_probabilities(
+    cfg: EvalConfig, tasks: Sequence[str], scoring: Scoring, ensembles: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
 
     Train is needed for the thresholds, which are chosen there and applied unchanged.
@@ -82,7 +85,7 @@ def model_probabilities(cfg: EvalConfig, tasks: Sequence[str], scoring: Scoring)
     splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
     tables = plane_probabilities(cfg.data_dir, cfg.models_dir, tasks, splits, scoring)
     for task in tasks:
-        bundle = load_ensemble(layout.ensemble_file(cfg.models_dir, task))
+        bundle = ensembles[task]
         for split in splits:
             table = tables[(task, split)]
             tables[(task, split)] = table.assign(ensemble=ensemble_probabilities(bundle, table))
@@ -164,23 +167,24 @@ def write_heatmaps(
     if positives.empty:
         return []
     plane = HEATMAP_PLANE[task]
-    model, _ = load_plane_model(cfg.models_dir, task, plane, device)
-    items = []
+    model, size = load_plane_model(cfg.models_dir, task, plane, device)
+    items, warned = [], set()
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
-        series = load_series(series_path(cfg.data_dir, cfg.split, plane, row.case))
+        path = series_path(cfg.data_dir, cfg.split, plane, row.case)
+        series = fit_to_size(load_series(path), size, path, warned)  # as scored, so the heatmap shows what was seen
         cams, scores = class_activation_maps(model, series, device)
         for path in save_cam_overlays(series, cams, scores, folder, f"{task}-{row.case}-{plane}", HEATMAP_SLICES):
             items.append((f"{task} {row.case} {plane} (ensemble p = {row.ensemble:.2f})", path))
     return items
 
 
-def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str]) -> list[str]:
+def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str], ensembles: dict[str, dict[str, Any]]) -> list[str]:
     """Warnings a reader needs: in-sample numbers are optimistic."""
     notes = []
     if cfg.split == "train":
         notes.append("Evaluated on the train split, which the models were fitted on: all numbers are optimistic.")
     for task in tasks:
-        fit_on = load_ensemble(layout.ensemble_file(cfg.models_dir, task)).get("fit_on", "train")
+        fit_on = ensembles[task].get("fit_on", "train")
         if fit_on == "valid-cv" and cfg.split == "valid":
             notes.append(
                 f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
@@ -208,8 +212,10 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     for line in skipped:
         log(f"evaluate: {line}")
     out = cfg.out_dir()
+    check_writable(out, "--out")
+    ensembles = {task: load_checked_ensemble(cfg.models_dir, task) for task in tasks}
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    tables = model_probabilities(cfg, tasks, scoring)
+    tables = model_probabilities(cfg, tasks, scoring, ensembles)
 
     rows, roc_figures, heatmaps = [], {}, {}
     for task in tasks:
@@ -228,7 +234,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     save_csv(out / "predictions_with_ids.csv", by_case)
     labels = {t: by_case[f"{t}_label"].to_numpy() for t in tasks}
     score = float(metrics.loc[(metrics["task"] == "mean") & (metrics["model"] == "ensemble"), "auc"].iloc[0])
-    notes = ensemble_notes(cfg, tasks)
+    notes = ensemble_notes(cfg, tasks, ensembles)
     if set(tasks) == set(TASKS):
         save_csv(out / "predictions.csv", by_case[list(TASKS)], header=False)
     else:

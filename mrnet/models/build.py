@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
 from .alexnet import features_from_file, features_from_torchvision, init_from_scratch
 from .mrnet import MRNet
 
@@ -34,5 +35,8 @@ def model_for_inference(state: dict[str, torch.Tensor], device: torch.device) ->
     """
     with torch.device("meta"):
         model = MRNet()
-    model.load_state_dict(state, assign=True)
+    try:
+        model.load_state_dict(state, assign=True)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"the checkpoint does not hold MRNet weights ({str(err).splitlines()[0]})") from None
     return model.to(device, memory_format=torch.channels_last).eval()

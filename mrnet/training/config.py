@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import AMP_MODES, PLANES, TASKS, layout
-from ..errors import MRNetError, at_least, check_options, one_of
+from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
 
 
 @dataclass
@@ -69,8 +69,13 @@ def validate_config(cfg: TrainConfig) -> None:
             one_of("--task", cfg.task, TASKS),
             one_of("--plane", cfg.plane, PLANES),
             at_least("--epochs", cfg.epochs, 1),
-            (cfg.lr > 0, f"--lr {cfg.lr}: must be positive"),
-            at_least("--weight-decay", cfg.weight_decay, 0),
+            finite_above("--lr", cfg.lr, 0, strictly=True),
+            finite_above("--weight-decay", cfg.weight_decay, 0),
+            at_least("--patience", cfg.patience, 0),
+            at_least("--lr-patience", cfg.lr_patience, 0),
+            # ReduceLROnPlateau multiplies the lr by the factor: 1 or more never lowers it, 0 stops training.
+            (0 < cfg.lr_factor < 1, f"--lr-factor {cfg.lr_factor}: must be between 0 and 1 (exclusive)"),
+            seed_rule(cfg.seed),
             at_least("--exams-per-step", cfg.exams_per_step, 1),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
             one_of("--amp", cfg.amp, AMP_MODES),

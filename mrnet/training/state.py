@@ -26,6 +26,7 @@ class RunState:
     finished: bool = False
     stop_reason: str = ""
     image_size: int = 256  # slice size the model was trained on; prediction resizes new series to it
+    data: dict[str, Any] = field(default_factory=dict)  # fingerprint of the exams (data/fingerprint.py)
 
     def score(self, row: dict[str, Any]) -> float:
         """The monitored number of an epoch, higher is better (NaN when undefined)."""
@@ -64,6 +65,7 @@ def state_from_checkpoint(ckpt: dict[str, Any]) -> RunState:
         finished=ckpt["finished"],
         stop_reason=ckpt.get("stop_reason", ""),
         image_size=ckpt.get("image_size", 256),
+        data=ckpt.get("data") or {},
     )
 
 
@@ -82,6 +84,7 @@ def checkpoint_payload(cfg: TrainConfig, model: MRNet, state: RunState) -> dict[
         "monitor": state.monitor,
         "finished": state.finished,
         "stop_reason": state.stop_reason,
+        "data": state.data,
     }
 
 

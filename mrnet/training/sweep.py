@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,35 +24,72 @@ import mrnet
 
 from .. import layout
 from ..checkpoint import load_checkpoint
-from ..data.dataset import check_and_load
+from ..data.dataset import SplitData, check_and_load
+from ..data.fingerprint import describe_changes, fingerprint_of
 from ..errors import MRNetError
-from .config import TrainConfig
+from .config import RECIPE_FIELDS, TrainConfig
 from .trainer import train
 
 
-def model_status(cfg: TrainConfig) -> str:
-    """'finished', 'partial' (resume it) or 'new'."""
+def model_status(cfg: TrainConfig) -> tuple[str, dict[str, Any] | None]:
+    """'finished', 'partial' (resume it) or 'new', and the last checkpoint when there is one."""
     last = cfg.run_dir() / layout.LAST
     if not last.exists():
-        return "new"
+        return "new", None
     ckpt = load_checkpoint(last, cfg.task, cfg.plane)
-    return "finished" if ckpt.get("finished") else "partial"
+    return ("finished" if ckpt.get("finished") else "partial"), ckpt
+
+
+def differences(
+    cfg: TrainConfig, ckpt: dict[str, Any], explicit: set[str], data: dict[tuple[str, str], SplitData] | None
+) -> list[str]:
+    """What a finished model was made with that this sweep asks to change: recipe options, then the data."""
+    saved = ckpt.get("config", {})
+    changes = [
+        f"{name}={getattr(cfg, name)!r} (it used {saved[name]!r})"
+        for name in RECIPE_FIELDS
+        if name in explicit and name in saved and getattr(cfg, name) != saved[name]
+    ]
+    if data is not None:
+        current = fingerprint_of({s: data[(s, cfg.plane)] for s in ("train", "valid")}, cfg.task)
+        changes += describe_changes(ckpt.get("data"), current)
+    return changes
 
 
 def pending_models(
-    base: TrainConfig, tasks: Sequence[str], planes: Sequence[str], log: Callable[[str], None] = print
+    base: TrainConfig,
+    tasks: Sequence[str],
+    planes: Sequence[str],
+    log: Callable[[str], None] = print,
+    explicit: set[str] | None = None,
+    data: dict[tuple[str, str], SplitData] | None = None,
 ) -> list[TrainConfig]:
-    """The models still to train, plane-major, each marked to resume if it was interrupted."""
-    todo = []
+    """The models still to train, plane-major, each marked to resume if it was interrupted.
+
+    A finished model is skipped only when it was made with the options the user set
+    (`explicit`) and on the same data (`data`, headers are enough); otherwise the sweep is
+    refused with what changed, since skipping it would mix recipes or datasets silently.
+    """
+    todo, conflicts = [], []
     for plane in planes:
         for task in tasks:
             cfg = dataclasses.replace(base, task=task, plane=plane)
-            status = "new" if base.overwrite else model_status(cfg)
+            status, ckpt = ("new", None) if base.overwrite else model_status(cfg)
             if status == "finished":
+                changes = differences(cfg, ckpt, explicit or set(), data)
+                if changes:
+                    conflicts.append(f"{cfg.name}: {'; '.join(changes)}")
+                    continue
                 log(f"{cfg.name}: finished checkpoint exists, skipped (use --overwrite to retrain)")
                 continue
             cfg.resume = status == "partial"
             todo.append(cfg)
+    if conflicts:
+        raise MRNetError(
+            f"finished models in {base.models_dir} were made with other options or data than asked for now:\n  "
+            + "\n  ".join(conflicts)
+            + "\nretrain them with --overwrite, or rerun with the options and data they were made with"
+        )
     return todo
 
 
@@ -88,7 +127,9 @@ def train_on_devices(
 ) -> list[dict[str, Any]]:
     """A queue of models served by one worker process per device; each model logs to its own file.
 
-    `command(cfg, device)` is the command line that trains one model on one device.
+    `command(cfg, device)` is the command line that trains one model on one device. SIGINT
+    and SIGTERM are passed on to the running workers (which save their completed epochs and
+    exit), no new model is started, and this returns only once every worker has ended.
     """
     jobs: queue.Queue[TrainConfig] = queue.Queue()
     for cfg in todo:
@@ -96,28 +137,50 @@ def train_on_devices(
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     env = worker_environment()
+    running: set[subprocess.Popen] = set()
+    stopping: list[int] = []
 
     def worker(device: str) -> None:
-        while True:
+        while not stopping:
             try:
                 cfg = jobs.get_nowait()
             except queue.Empty:
                 return
             log = cfg.run_dir() / layout.TRAIN_LOG
             log.parent.mkdir(parents=True, exist_ok=True)
-            with lock:
+            with open(log, "a") as handle, lock:
+                if stopping:
+                    return
                 print(f"{cfg.name}: training on {device} (log: {log})", flush=True)
-            with open(log, "a") as handle:
-                code = subprocess.run(command(cfg, device), stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+                # A session of its own: a terminal's Ctrl-C reaches only this process, which passes it on once.
+                process = subprocess.Popen(
+                    command(cfg, device), stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+                running.add(process)
+            code = process.wait()
             with lock:
+                running.discard(process)
                 print(f"{cfg.name}: {'done' if code == 0 else f'FAILED (exit {code})'} on {device}", flush=True)
                 results.append({"model": cfg.name, "device": device, "exit_code": code, "log": str(log)})
 
+    def forward(signum: int, frame: Any) -> None:
+        with lock:
+            stopping.append(signum)
+            for process in running:
+                process.send_signal(signum)
+
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            time.sleep(0.1)  # a short sleep, not join(): the signal handler runs in this thread
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopping:
+        raise KeyboardInterrupt(stopping[0])
     failed = [r for r in results if r["exit_code"] != 0]
     if failed:
         raise MRNetError("these models failed: " + ", ".join(f"{r['model']} (see {r['log']})" for r in failed))

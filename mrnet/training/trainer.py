@@ -6,6 +6,8 @@ checkpoint, once per epoch, with everything needed to resume saved after every e
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +19,12 @@ import torch
 from .. import layout
 from ..checkpoint import load_checkpoint
 from ..data.dataset import SplitData, check_and_load, find_unlabelled_series, label_path, parse_labels
+from ..data.fingerprint import describe_changes, fingerprint_of
 from ..device import describe, eval_max_slices, grad_scaler, resolve_amp
-from ..errors import MRNetError
+from ..errors import CheckpointError, MRNetError
 from ..evaluation.metrics import auc_or_nan, has_both_classes
 from ..files import check_writable, remove_temporary_leftovers
+from ..lock import RunLock
 from ..models import MRNet, build_model
 from ..runinfo import save_run_info
 from . import distributed
@@ -70,6 +74,7 @@ def fit(run: Run) -> None:
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(run, epoch)
+        check_finite(run, epoch, "training loss", train_loss)
         val = validate(
             run.model,
             run.valid.series,
@@ -80,6 +85,7 @@ def fit(run: Run) -> None:
             eval_max_slices(cfg.eval_max_slices, run.device),
             run.ranks,
         )
+        check_finite(run, epoch, "validation loss", val["val_loss"])
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -95,6 +101,20 @@ def fit(run: Run) -> None:
             save_epoch(run, row, val["probs"])
         if state.finished:
             break
+
+
+def check_finite(run: Run, epoch: int, what: str, value: float) -> None:
+    """Stop a diverged run before it writes anything of the bad epoch: the last good checkpoints stay."""
+    bad = what if not math.isfinite(value) else None
+    if bad is None and what == "validation loss":
+        bad = next((f"weight {name}" for name, p in run.model.named_parameters() if not p.isfinite().all()), None)
+    if bad is None:
+        return
+    kept = f"last.pt and best.pt of epoch {run.state.epoch} are kept" if run.state.epoch else "no checkpoint was saved"
+    raise MRNetError(
+        f"{run.cfg.name}: training diverged in epoch {epoch} ({bad} is {value if bad == what else 'not finite'}); "
+        f"{kept}. Start over with a lower --lr (this run used {run.cfg.lr:g}) and --overwrite"
+    )
 
 
 def train_epoch(run: Run, epoch: int) -> float:
@@ -161,6 +181,19 @@ def train(
 def _train(
     cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
 ) -> dict[str, Any]:
+    lock = RunLock(cfg.run_dir(), layout.RUN_LOCK, "training run") if ranks.is_main else None
+    if lock is not None:
+        lock.acquire()  # before looking at the folder: a second run on it is refused, not interleaved
+    try:
+        return _train_locked(cfg, data, explicit, ranks, device, keep_model)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(
+    cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
+) -> dict[str, Any]:
     say = print if ranks.is_main else (lambda *a, **k: None)
     resumed = prepare_run_dir(cfg)
     distributed.barrier(ranks)  # every rank has read the run folder before rank 0 writes to it
@@ -185,6 +218,8 @@ def _train(
     if resumed is not None:
         say(f"{cfg.name}: resuming after epoch {run.state.epoch} (best so far: epoch {run.state.best_epoch})")
     if ranks.is_main:
+        if resumed is None:
+            clear_earlier_run(cfg)
         save_run_info(cfg.run_dir(), cfg, describe(device))
         run.writer = open_tensorboard(cfg, run.state.epoch)
     try:
@@ -202,6 +237,24 @@ def _train(
 
 def load_training_data(cfg: TrainConfig) -> dict[tuple[str, str], SplitData]:
     return check_and_load(cfg.data_dir, tasks=(cfg.task,), planes=(cfg.plane,))
+
+
+def clear_earlier_run(cfg: TrainConfig) -> None:
+    """A fresh start (--overwrite) removes what the earlier run left that this one might not rewrite."""
+    shutil.rmtree(layout.tensorboard_dir(cfg.models_dir, cfg.task, cfg.plane), ignore_errors=True)
+    for name in (layout.BEST, layout.VALID_PREDICTIONS):
+        (cfg.run_dir() / name).unlink(missing_ok=True)
+
+
+def check_same_data(cfg: TrainConfig, saved: dict[str, Any] | None, current: dict[str, Any], action: str) -> None:
+    """Refuse to continue a model on other data than it was trained on, naming what changed."""
+    changes = describe_changes(saved, current)
+    if changes:
+        raise MRNetError(
+            f"{action}: the data in {cfg.data_dir} differ from what {cfg.run_dir()} was trained on: "
+            + "; ".join(changes)
+            + ". Point --data-dir at the original data, or start over with --overwrite"
+        )
 
 
 def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -228,6 +281,9 @@ def build_run(
     """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
     train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
     train_exams, valid_exams = Exams.of(train_split, cfg.task), Exams.of(valid_split, cfg.task)
+    fingerprint = fingerprint_of({"train": train_split, "valid": valid_split}, cfg.task)
+    if resumed is not None:
+        check_same_data(cfg, resumed.get("data"), fingerprint, "--resume")
     pos_weight = positive_class_weight(train_exams.labels, f"train-{cfg.task}.csv labels")
     amp_dtype = resolve_amp(cfg.amp, device)
     if ranks.is_main:
@@ -247,15 +303,21 @@ def build_run(
     scaler = grad_scaler(device, amp_dtype)
     state = RunState(monitor="val_auc" if has_both_classes(valid_exams.labels) else "val_loss")
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
+        try:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(
+                f"{cfg.run_dir() / layout.LAST} does not hold this model's weights ({str(err).splitlines()[0]})"
+            ) from None
         if resumed.get("scaler"):
             scaler.load_state_dict(resumed["scaler"])
         state = state_from_checkpoint(resumed)
         torch.set_rng_state(resumed["torch_rng"])
         state.finished = False
     state.image_size = most_common_size(train_split)
+    state.data = fingerprint
     net = distributed.wrap(model, device, ranks)
     return Run(
         cfg,

@@ -1,0 +1,172 @@
+"""The ensemble file: plain JSON that loads without running code, checked strictly, equal to scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from test_ensemble import known_probabilities
+
+from mrnet import PLANES
+from mrnet.cli.evaluate import main as evaluate
+from mrnet.cli.predict import main as predict
+from mrnet.cli.train_meta import main as train_meta
+from mrnet.data.dataset import series_path
+from mrnet.ensemble import fit_stacker
+from mrnet.ensemble_format import (
+    ensemble_payload,
+    ensemble_probabilities,
+    ensemble_text,
+    load_ensemble,
+    load_ensemble_joblib,
+)
+from mrnet.errors import MRNetError
+from mrnet.layout import best_checkpoint, ensemble_file, ensemble_joblib
+
+HASHES = dict.fromkeys(PLANES, "0" * 64)
+
+
+def fitted_payload(fit_on: str = "train") -> tuple[object, dict]:
+    model, _ = fit_stacker(known_probabilities(80, 0), known_probabilities(40, 1), "train", 5, 0)
+    return model, ensemble_payload(model, "acl", fit_on, HASHES, "1.0")
+
+
+def test_json_probabilities_equal_scikit_learns(tmp_path):
+    model, payload = fitted_payload()
+    path = tmp_path / "ensemble-acl.json"
+    path.write_text(ensemble_text(payload))
+    with pytest.warns(UserWarning, match="scikit-learn 1.0"):
+        bundle = load_ensemble(path, "acl")
+    table = known_probabilities(50, 3)
+    expected = model.predict_proba(table[list(PLANES)].to_numpy())[:, 1]
+    assert np.allclose(ensemble_probabilities(bundle, table), expected, rtol=0, atol=1e-12)
+    shuffled = table[["sagittal", "axial", "coronal"]]  # columns are taken by name, never by position
+    assert np.allclose(ensemble_probabilities(bundle, shuffled), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"format": "other"}, "marker"),
+        ({"planes": ["axial", "axial", "sagittal"]}, "planes"),
+        ({"coef": [1.0, 2.0]}, "coef"),
+        ({"coef": [1.0, True, 2.0]}, "coef"),
+        ({"intercept": "0.5"}, "intercept"),
+        ({"classes": [0, 1, 2]}, "classes"),
+        ({"task": "meniscus"}, "task"),
+        ({"checkpoints": {"axial": "x"}}, "sha256"),
+        ({"fit_on": "everything"}, "fit_on"),
+    ],
+)
+def test_loader_is_strict(tmp_path, change, message):
+    _, payload = fitted_payload()
+    path = tmp_path / "ensemble-acl.json"
+    path.write_text(json.dumps({**payload, **change}))
+    with pytest.raises(MRNetError, match=message):
+        load_ensemble(path, "acl")
+
+
+def test_non_finite_coefficients_are_refused(tmp_path):
+    _, payload = fitted_payload()
+    path = tmp_path / "ensemble-acl.json"
+    path.write_text(json.dumps({**payload, "coef": [float("nan"), 1.0, 1.0]}))
+    with pytest.raises(MRNetError, match="finite"):
+        load_ensemble(path, "acl")
+
+
+def test_joblib_copy_loads_only_when_asked_and_warns(tmp_path):
+    model, _ = fitted_payload()
+    joblib.dump({"model": model}, tmp_path / "e.joblib")
+    with pytest.warns(UserWarning, match="runs code"):
+        assert load_ensemble_joblib(tmp_path / "e.joblib")["model"].coef_.shape == (1, 3)
+
+
+def report_args(tiny, models, tmp_path) -> list[str]:
+    return [
+        "--data-dir",
+        str(tiny.data_dir),
+        "--models-dir",
+        str(models),
+        "--out",
+        str(tmp_path / "report"),
+        "--bootstrap",
+        "0",
+        "--device",
+        "cpu",
+    ]
+
+
+class Planted:
+    """Unpickling this opens (creates) a file: what a hostile ensemble-<task>.joblib could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def shared_folder(tiny, tmp_path):
+    """A copy of the tiny models folder whose joblib files were replaced by hostile ones."""
+    models = tmp_path / "shared-models"
+    shutil.copytree(tiny.models_dir, models)
+    marker = tmp_path / "pwned"
+    for task in ("abnormal", "acl", "meniscus"):
+        joblib.dump(Planted(marker), ensemble_joblib(models, task))
+    return models, marker
+
+
+@pytest.mark.slow
+def test_crafted_joblib_runs_nothing_under_predict_evaluate_train_meta(tiny, shared_folder, tmp_path):
+    models, marker = shared_folder
+    case = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))[0]
+    planes = [a for p in PLANES for a in (f"--{p}", str(series_path(tiny.data_dir, "valid", p, case)))]
+    predict(["--models-dir", str(models), *planes, "--out", str(tmp_path / "pred"), "--device", "cpu"])
+    evaluate([*report_args(tiny, models, tmp_path), "--heatmap-exams", "0"])
+    train_meta(["--data-dir", str(tiny.data_dir), "--models-dir", str(models), "--device", "cpu"])
+    assert not marker.exists()
+    assert json.loads(ensemble_file(models, "acl").read_text())["format"] == "mrnet-ensemble"
+
+
+@pytest.mark.slow
+def test_a_plane_changed_since_the_ensemble_was_fitted_is_refused(tiny, shared_folder, tmp_path):
+    models, _ = shared_folder
+    checkpoint = best_checkpoint(models, "acl", "coronal")
+    checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")  # any change of the file: a retrained plane
+    case = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))[0]
+    planes = [a for p in PLANES for a in (f"--{p}", str(series_path(tiny.data_dir, "valid", p, case)))]
+    with pytest.raises(MRNetError, match=r"acl-coronal.*changed since.*train_meta"):
+        predict(["--models-dir", str(models), *planes, "--out", str(tmp_path / "pred"), "--device", "cpu"])
+    with pytest.raises(MRNetError, match=r"acl-coronal.*changed since"):
+        evaluate(report_args(tiny, models, tmp_path))
+    assert not (tmp_path / "pred" / "predictions.csv").exists()
+
+
+@pytest.mark.slow
+def test_train_meta_changes_nothing_when_one_task_fails(tiny, tmp_path, monkeypatch):
+    from helpers import folder_snapshot
+
+    import mrnet.ensemble as ensemble
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny.models_dir, models)
+    before = folder_snapshot(models)
+    real = ensemble.fit_stacker
+    calls = []
+
+    def fails_on_the_last_task(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MRNetError("--fit-on valid-cv needs at least 2 exams of each class in valid, found [9, 1]")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "fit_stacker", fails_on_the_last_task)
+    with pytest.raises(MRNetError, match=r"meniscus: .*no ensemble, table or config was changed"):
+        train_meta(["--data-dir", str(tiny.data_dir), "--models-dir", str(models), "--device", "cpu"])
+    assert folder_snapshot(models) == before
+    assert pd.read_csv(models / "auc_table.csv")["task"].tolist() == ["abnormal", "acl", "meniscus"]

@@ -6,6 +6,7 @@ atomic_write: a temporary file in the same folder, then an atomic rename.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -100,7 +101,12 @@ def remove_temporary_leftovers(folder: str | Path) -> int:
 
 
 def check_writable(folder: Path, option: str = "--models-dir") -> None:
-    """Fail before hours of work, not after them, when outputs cannot be saved."""
+    """Fail before hours of work, not after them, when outputs cannot be saved.
+
+    Leaves no trace: folders it had to create for the probe are removed again, so a command
+    that fails later on its inputs has written nothing.
+    """
+    created = [parent for parent in (folder, *folder.parents) if not parent.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
@@ -108,6 +114,10 @@ def check_writable(folder: Path, option: str = "--models-dir") -> None:
         probe.unlink()
     except OSError as err:
         raise MRNetError(f"output folder {folder} is not writable ({err.strerror or err}); set {option}") from None
+    finally:
+        for made in created:  # deepest first; a folder someone else has written into meanwhile stays
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 def _current_umask() -> int:

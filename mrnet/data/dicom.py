@@ -8,13 +8,14 @@ published, so predictions on converted series carry that extra uncertainty.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .series import SeriesProblem
 from ..errors import MRNetError
+from .series import SeriesProblem
 
 PERCENTILE_WINDOW = (0.5, 99.5)  # used when the headers carry no window
 SKIPPED_NAMES = {"DICOMDIR"}
@@ -67,7 +68,9 @@ def series_from_datasets(datasets: Sequence[Any]) -> np.ndarray:
             raise SeriesProblem(f"slices have different sizes {sorted(shapes)}")
         volume = np.stack([_pixels(ds) for ds in ordered]).astype(np.float64)
         reference = ordered[len(ordered) // 2]
-    volume = volume * float(getattr(reference, "RescaleSlope", 1) or 1) + float(getattr(reference, "RescaleIntercept", 0) or 0)
+    volume = volume * float(getattr(reference, "RescaleSlope", 1) or 1) + float(
+        getattr(reference, "RescaleIntercept", 0) or 0
+    )
     low, high = display_window(reference, volume)
     scaled = np.clip((volume - low) / max(high - low, 1e-6), 0.0, 1.0)
     if str(getattr(reference, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
@@ -140,5 +143,5 @@ def pad_to_square(volume: np.ndarray) -> np.ndarray:
         return volume
     out = np.zeros((slices, size, size), dtype=volume.dtype)
     top, left = (size - height) // 2, (size - width) // 2
-    out[:, top:top + height, left:left + width] = volume
+    out[:, top : top + height, left : left + width] = volume
     return out

@@ -6,9 +6,9 @@ folders), or the competition's CSV of paths; every series is checked before any 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -25,7 +25,9 @@ class ExamInput:
     sources: dict[str, Path]
 
 
-def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None) -> list[ExamInput]:
+def exams_from_inputs(
+    plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None
+) -> list[ExamInput]:
     """The exams named by exactly one kind of input: three series files, an exam folder, or a CSV."""
     chosen = sum([any(f is not None for f in plane_files), exam_dir is not None, input_csv is not None])
     if chosen != 1:
@@ -34,10 +36,10 @@ def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, i
         return [exam_from_folder(Path(exam_dir))]
     if input_csv is not None:
         return exams_from_csv(Path(input_csv))
-    missing = [f"--{p}" for p, f in zip(PLANES, plane_files) if f is None]
+    missing = [f"--{p}" for p, f in zip(PLANES, plane_files, strict=True) if f is None]
     if missing:
         raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
-    sources = {p: Path(f) for p, f in zip(PLANES, plane_files)}
+    sources = {p: Path(f) for p, f in zip(PLANES, plane_files, strict=True)}
     return [ExamInput(case_id_for(sources), sources)]
 
 
@@ -97,17 +99,19 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
         raise MRNetError(f"--input-csv {path}: {len(rows)} rows is not a multiple of 3 (three series per case)")
     exams, problems = [], []
     for start in range(0, len(rows), 3):
-        group = rows[start:start + 3]
+        group = rows[start : start + 3]
         named = [plane_named_in(r) for r in group]
         if all(n is None for n in named):
             planes = list(PLANES)
         elif sorted(n or "" for n in named) == sorted(PLANES):
             planes = named
         else:
-            problems.append(f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
-                            f"one sagittal series ({', '.join(group)})")
+            problems.append(
+                f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
+                f"one sagittal series ({', '.join(group)})"
+            )
             continue
-        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group)}
+        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group, strict=True)}
         exams.append(ExamInput(case_id_for(sources), sources))
     if problems:
         raise MRNetError(f"--input-csv {path}:\n  - " + "\n  - ".join(problems))
@@ -159,6 +163,9 @@ def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:
                 converted[source] = series
     if problems:
         count = len(problems)
-        raise MRNetError(f"{count} input series cannot be used, no predictions written:\n  - "
-                         + "\n  - ".join(problems) + "\nSee 'Bad input' in README.md for what each check expects.")
+        raise MRNetError(
+            f"{count} input series cannot be used, no predictions written:\n  - "
+            + "\n  - ".join(problems)
+            + "\nSee 'Bad input' in README.md for what each check expects."
+        )
     return converted

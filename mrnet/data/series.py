@@ -6,10 +6,11 @@ is read the same way by every other.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pathlib import Path
 
 MIN_SIZE = 64  # AlexNet's feature maps vanish below this
 

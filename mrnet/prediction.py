@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
+from .data.dicom import DicomOptions
 from .data.exams import ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble import ensemble_probabilities, load_ensemble
@@ -45,6 +46,9 @@ class PredictConfig:
     cam: str | None = None
     cam_top_k: int = 3
     cam_gif: bool = False
+    series: list[str] = field(default_factory=list)  # PLANE=SeriesInstanceUID or SeriesDescription, for DICOM
+    ignore_orientation: bool = False  # use a DICOM series whose orientation disagrees with its plane
+    html: str | None = None  # folder for the exam viewer pages
 
 
 @dataclass
@@ -115,10 +119,26 @@ def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, An
     return written, notes
 
 
+def dicom_options(cfg: PredictConfig) -> DicomOptions:
+    """--series PLANE=ID pairs (already checked) and --ignore-orientation, for the DICOM reader."""
+    chosen = dict(item.split("=", 1) for item in cfg.series)
+    return DicomOptions({plane.strip(): value.strip() for plane, value in chosen.items()}, cfg.ignore_orientation)
+
+
+def series_rule(item: str) -> tuple[bool, str]:
+    """A rule for check_options: a --series value is PLANE=ID with a known plane and a non-empty ID."""
+    plane, _, value = item.partition("=")
+    ok = plane.strip() in PLANES and bool(value.strip())
+    return ok, f"--series {item}: expected PLANE=SeriesInstanceUID or PLANE=SeriesDescription, PLANE one of " + (
+        ", ".join(PLANES)
+    )
+
+
 def validate_predict_config(cfg: PredictConfig) -> None:
     check_options(
         [
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            *(series_rule(item) for item in cfg.series),
             at_least("--image-size", cfg.image_size, 64),
             at_least("--cam-top-k", cfg.cam_top_k, 1),
             one_of("--amp", cfg.amp, AMP_MODES),
@@ -133,15 +153,15 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     models_dir = Path(cfg.models_dir)
     tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks)
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
-    converted = check_inputs(exams)
+    inputs = check_inputs(exams, dicom_options(cfg))
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
     ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task)) for task in tasks}
-    for line in skipped:
+    for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
-    table = predict_exams(exams, task_models, scoring, converted, cam)
+    table = predict_exams(exams, task_models, scoring, inputs.converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
     return Prediction(table, tasks, written, skipped, notes)

@@ -1,19 +1,21 @@
 """New exams to score: which files make up each exam, and reading them with the training data's checks.
 
-An exam is given as three series files, a folder (three .npy files or three DICOM
-folders), or the competition's CSV of paths; every series is checked before any model runs.
+An exam is given as three series files, a folder (three .npy files, three DICOM folders or
+the DICOM files of a whole exam), or the competition's CSV of paths; every series is checked
+before any model runs (pydicom is imported only when a DICOM folder is read).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import PLANES
 from ..errors import MRNetError
+from .dicom import DicomOptions, holds_dicom, read_dicom_series
 from .series import SeriesProblem, load_series
 
 
@@ -55,7 +57,11 @@ def case_id_for(sources: dict[str, Path]) -> str:
 
 
 def exam_from_folder(folder: Path) -> ExamInput:
-    """A folder with axial.npy, coronal.npy, sagittal.npy, or DICOM subfolders axial/, coronal/, sagittal/."""
+    """A folder with axial.npy, coronal.npy, sagittal.npy; DICOM subfolders axial/, coronal/, sagittal/; or DICOM files.
+
+    In the last form (a whole exam as a PACS exports it) each plane's series is chosen from
+    the folder by its orientation, or as named with --series.
+    """
     if not folder.is_dir():
         raise MRNetError(f"--exam-dir {folder}: folder not found")
     sources, missing = {}, []
@@ -66,8 +72,10 @@ def exam_from_folder(folder: Path) -> ExamInput:
             sources[plane] = folder / plane
         else:
             missing.append(f"{plane}.npy (or a DICOM folder {plane}/)")
+    if len(missing) == len(PLANES) and holds_dicom(folder):
+        return ExamInput(folder.resolve().name, {plane: folder for plane in PLANES})
     if missing:
-        raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}")
+        raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}, and it holds no DICOM files")
     return ExamInput(folder.resolve().name, sources)
 
 
@@ -137,30 +145,38 @@ def unique_case_ids(exams: list[ExamInput]) -> list[ExamInput]:
     return exams
 
 
-def read_series(source: Path, mmap: bool = False) -> np.ndarray:
-    """A .npy file through the same checks as training data, or a DICOM folder converted to uint8."""
+def read_series(
+    source: Path, plane: str | None = None, mmap: bool = False, dicom: DicomOptions | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """A .npy file through the same checks as training data, or a DICOM folder's series for the plane; and notes."""
     if source.is_dir():
-        from .dicom import read_dicom_series  # pydicom is optional; only DICOM input needs it
+        converted = read_dicom_series(source, plane, dicom)
+        return converted.volume, converted.notes
+    return load_series(source, mmap=mmap), []
 
-        return read_dicom_series(source)
-    return load_series(source, mmap=mmap)
+
+@dataclass
+class CheckedInputs:
+    """The converted DICOM series by (folder, plane), so they are not converted twice, and notes for the user."""
+
+    converted: dict[tuple[Path, str], np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
-def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:
-    """Read every series header (DICOM folders in full); raise one error listing every bad file.
-
-    Returns the converted DICOM series, so they are not converted twice.
-    """
-    problems, converted = [], {}
+def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) -> CheckedInputs:
+    """Read every series header (DICOM folders in full); raise one error listing every bad file."""
+    problems, checked = [], CheckedInputs()
     for exam in exams:
         for plane, source in exam.sources.items():
+            where = f"{source} ({exam.case}, {plane})"
             try:
-                series = read_series(source, mmap=True)
+                series, notes = read_series(source, plane, mmap=True, dicom=dicom)
             except SeriesProblem as err:
-                problems.append(f"{source} ({exam.case}, {plane}): {err}")
+                problems.append(f"{where}: {err}")
                 continue
+            checked.notes += [f"{where}: {note}" for note in notes]
             if source.is_dir():
-                converted[source] = series
+                checked.converted[(source, plane)] = series
     if problems:
         count = len(problems)
         raise MRNetError(
@@ -168,4 +184,4 @@ def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:
             + "\n  - ".join(problems)
             + "\nSee 'Bad input' in README.md for what each check expects."
         )
-    return converted
+    return checked

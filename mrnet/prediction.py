@@ -7,24 +7,27 @@ as evaluation, so a prediction here equals the one the evaluation report counts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
-from .data.exams import ExamInput, check_inputs, exams_from_inputs
+from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble import ensemble_probabilities, load_ensemble
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, write_json
-from .inference import CamOptions, TaskModels, load_task_models, predict_exams
+from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
+FIXED_OPERATING_POINT = 0.5
 
 
 @dataclass
@@ -164,4 +167,74 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     table = predict_exams(exams, task_models, scoring, inputs.converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
+    if cfg.html:
+        started = time.perf_counter()
+        written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring.device)
+        log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
     return Prediction(table, tasks, written, skipped, notes)
+
+
+# ----------------------------------------------------------------------------- the exam viewer
+
+
+def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
+    """The threshold each probability is called at on the viewer pages, and how it was chosen, said honestly.
+
+    predict has no tuned thresholds: evaluate chooses them on the training split (Youden's J)
+    and does not store them. So every model is called at 0.5, unless an ensemble file
+    carries a threshold of its own.
+    """
+    thresholds, stored = {}, []
+    for task, bundle in ensembles.items():
+        ensemble = bundle.get("threshold")
+        thresholds[task] = {**dict.fromkeys(PLANES, FIXED_OPERATING_POINT), ENSEMBLE: float(ensemble or 0.5)}
+        if ensemble is not None:
+            stored.append(task)
+    note = (
+        f"{FIXED_OPERATING_POINT} for every model, a fixed cut-off: the models carry no tuned threshold "
+        "(evaluate.py reports thresholds chosen on the training split by Youden's J)."
+    )
+    if stored:
+        note += f" Ensembles of {', '.join(stored)}: the threshold stored with the ensemble."
+    return thresholds, note
+
+
+def write_viewer(
+    folder: Path,
+    exams: Sequence[ExamInput],
+    inputs: CheckedInputs,
+    task_models: Sequence[TaskModels],
+    table: pd.DataFrame,
+    ensembles: dict[str, dict[str, Any]],
+    device: torch.device,
+) -> list[Path]:
+    """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
+    from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
+    from .viewer.index import IndexRow, write_index
+    from .viewer.page import ExamView, TaskOutcome, page_name, write_exam_page
+
+    thresholds, note = operating_points(ensembles)
+    rows_by_case = table.set_index("case").to_dict("index")
+    pages, index_rows = [], []
+    for exam in exams:
+        row = rows_by_case[exam.case]
+        series = {plane: exam_series(exam, plane, inputs.converted) for plane in PLANES}
+        outcomes = [
+            TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*PLANES, ENSEMBLE)}, thresholds[tm.task])
+            for tm in task_models
+        ]
+        view = ExamView(
+            case=exam.case,
+            planes=exam_images(series, task_models, device),
+            outcomes=outcomes,
+            operating_point=note,
+            sources={plane: str(source) for plane, source in exam.sources.items()},
+            notes=inputs.notes_by_case.get(exam.case, []),
+        )
+        pages.append(write_exam_page(view, folder, page_name(exam.case)))
+        values = {tm.task: float(row[f"{tm.task}_{ENSEMBLE}"]) for tm in task_models}
+        index_rows.append(IndexRow(exam.case, pages[-1].name, values))
+    tasks = [tm.task for tm in task_models]
+    title = "MRNet predictions"
+    index = write_index(folder / "index.html", index_rows, tasks, title, "Ensemble probability per task. " + note)
+    return [index, *pages]

@@ -110,4 +110,3 @@ def write_compressed_slice(path: Path, transfer_syntax: str = JPEGLSLossless) ->
     ds["PixelData"].VR = "OB"
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
-

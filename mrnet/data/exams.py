@@ -160,7 +160,8 @@ class CheckedInputs:
     """The converted DICOM series by (folder, plane), so they are not converted twice, and notes for the user."""
 
     converted: dict[tuple[Path, str], np.ndarray] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # each naming its file, case and plane
+    notes_by_case: dict[str, list[str]] = field(default_factory=dict)  # the same, per exam, for its viewer page
 
 
 def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) -> CheckedInputs:
@@ -175,6 +176,7 @@ def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) 
                 problems.append(f"{where}: {err}")
                 continue
             checked.notes += [f"{where}: {note}" for note in notes]
+            checked.notes_by_case.setdefault(exam.case, []).extend(f"{plane}: {note}" for note in notes)
             if source.is_dir():
                 checked.converted[(source, plane)] = series
     if problems:

@@ -35,16 +35,16 @@ def render_index(rows: Sequence[IndexRow], columns: Sequence[str], title: str, n
     head += "".join(
         f'<th data-key="{html.escape(c)}"><button type="button">{html.escape(c)}</button></th>' for c in columns
     )
-    head += "<th>labels</th>" if with_labels else ""
-    head += "<th>shown because</th>" if with_reasons else ""
+    head += '<th class="text">labels</th>' if with_labels else ""
+    head += '<th class="text">shown because</th>' if with_reasons else ""
     body = []
     for row in rows:
         data = "".join(f' data-{html.escape(c)}="{row.values.get(c, math.nan)}"' for c in columns)
         cells = "".join(f"<td>{_number(row.values.get(c, math.nan))}</td>" for c in columns)
         if with_labels:
-            cells += "<td>" + html.escape(", ".join(f"{t} {v}" for t, v in row.labels.items())) + "</td>"
+            cells += '<td class="text">' + html.escape(", ".join(f"{t} {v}" for t, v in row.labels.items())) + "</td>"
         if with_reasons:
-            cells += f"<td>{html.escape(row.reason)}</td>"
+            cells += f'<td class="text">{html.escape(row.reason)}</td>'
         case = html.escape(row.case)
         body.append(f'<tr data-case="{case}"{data}><td><a href="{html.escape(row.href)}">{case}</a></td>{cells}</tr>')
     return f"""<!DOCTYPE html>

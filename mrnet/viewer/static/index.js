@@ -24,7 +24,7 @@ function sortBy(key, order) {
   table.dataset.first = rows.length ? rows[0].dataset.case : "";
 }
 
-for (const th of table.tHead.rows[0].cells) {
+for (const th of table.tHead.querySelectorAll("th[data-key]")) {
   th.querySelector("button").addEventListener("click", () => {
     const key = th.dataset.key;
     const fresh = key === "case" ? "asc" : "desc";

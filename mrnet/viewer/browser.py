@@ -14,7 +14,15 @@ import tempfile
 from pathlib import Path
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run", "--mute-audio")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--mute-audio",
+    "--run-all-compositor-stages-before-draw",  # screenshots show the page as last painted, not half-drawn tiles
+)
 VIRTUAL_TIME_MS = 10000  # time the page's timers and image decoding may take before the DOM is read
 
 

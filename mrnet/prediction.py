@@ -84,8 +84,13 @@ def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def predictions_json(
-    table: pd.DataFrame, exams: Sequence[ExamInput], tasks: Sequence[str], task_models: Sequence[TaskModels]
+    table: pd.DataFrame,
+    exams: Sequence[ExamInput],
+    tasks: Sequence[str],
+    task_models: Sequence[TaskModels],
+    input_notes: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
+    """The predictions with each exam's inputs and, for DICOM, how each series was chosen and converted."""
     sources = {e.case: e.sources for e in exams}
     exam_rows = []
     for row in table.to_dict("records"):
@@ -94,6 +99,7 @@ def predictions_json(
                 "case": row["case"],
                 "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
+                "input_notes": (input_notes or {}).get(row["case"], []),
             }
         )
     return {
@@ -166,7 +172,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
     table = predict_exams(exams, task_models, scoring, inputs.converted, cam)
     table = add_ensemble_columns(table, ensembles)
-    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
+    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case))
     if cfg.html:
         started = time.perf_counter()
         written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring.device)

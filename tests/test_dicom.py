@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -178,6 +179,8 @@ def test_dicom_exam_predicts_as_its_npy_files(tiny, tmp_path):
     exam = write_dicom_exam(tiny, case, tmp_path / "knee")
     dicom = predict(["--models-dir", str(tiny.models_dir), "--exam-dir", str(exam)], tmp_path / "dicom")
     assert np.abs(dicom.to_numpy() - npy.to_numpy()).max() < 0.01
+    notes = json.loads((tmp_path / "dicom" / "predictions.json").read_text())["exams"][0]["input_notes"]
+    assert len(notes) == 3 and all("field of view 160 x 160 mm" in n for n in notes)
 
     flat = tmp_path / "export"  # the same series, all below one folder: planes chosen by orientation
     shutil.copytree(exam, flat / "DICOM")

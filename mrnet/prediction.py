@@ -217,11 +217,12 @@ def write_viewer(
     """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
     from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
     from .viewer.index import IndexRow, write_index
-    from .viewer.page import ExamView, TaskOutcome, page_name, write_exam_page
+    from .viewer.page import ExamView, TaskOutcome, page_names, write_exam_page
 
     thresholds, note = operating_points(ensembles)
     rows_by_case = table.set_index("case").to_dict("index")
     pages, index_rows = [], []
+    names = page_names([exam.case for exam in exams])
     for exam in exams:
         row = rows_by_case[exam.case]
         series = {plane: exam_series(exam, plane, inputs.converted) for plane in PLANES}
@@ -237,7 +238,7 @@ def write_viewer(
             sources={plane: str(source) for plane, source in exam.sources.items()},
             notes=inputs.notes_by_case.get(exam.case, []),
         )
-        pages.append(write_exam_page(view, folder, page_name(exam.case)))
+        pages.append(write_exam_page(view, folder, names[exam.case]))
         values = {tm.task: float(row[f"{tm.task}_{ENSEMBLE}"]) for tm in task_models}
         index_rows.append(IndexRow(exam.case, pages[-1].name, values))
     tasks = [tm.task for tm in task_models]

@@ -19,7 +19,7 @@ from mrnet.data.dataset import series_path
 from mrnet.prediction import operating_points
 from mrnet.viewer import browser
 from mrnet.viewer.index import IndexRow, render_index
-from mrnet.viewer.page import ExamView, PlaneImages, TaskOutcome, page_name, render_exam_page
+from mrnet.viewer.page import ExamView, PlaneImages, TaskOutcome, page_name, page_names, render_exam_page
 
 needs_chromium = pytest.mark.skipif(
     browser.find_chromium() is None, reason="chromium is not installed (Debian: apt-get install chromium)"
@@ -76,6 +76,7 @@ def test_exam_page_is_valid_html_and_carries_every_plane():
             assert heat.min() == 0 and heat.max() == 255  # scaled over the whole series
     assert text.count('<figure class="plane"') == 3
     assert page_name("knee <1>") == "knee__1_.html" and page_name("../x") == "_x.html"
+    assert page_names(["a b", "a_b", "c"]) == {"a b": "a_b.html", "a_b": "a_b-2.html", "c": "c.html"}
 
 
 def test_index_is_valid_html_with_sortable_columns():

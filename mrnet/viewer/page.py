@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -66,6 +67,20 @@ def static_text(name: str) -> str:
 def page_name(case: str) -> str:
     """A file name for an exam's page: the case id with anything unusual in a file name replaced."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", case).lstrip(".") + ".html"
+
+
+def page_names(cases: Sequence[str]) -> dict[str, str]:
+    """A distinct page file name per case, even where two case ids differ only in replaced characters."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for case in cases:
+        name, count = page_name(case), 1
+        while name in taken:
+            count += 1
+            name = f"{page_name(case)[: -len('.html')]}-{count}.html"
+        names[case] = name
+        taken.add(name)
+    return names
 
 
 def deciding_slice(scores: np.ndarray) -> int:

@@ -19,6 +19,8 @@ from mrnet.cli.predict import main
 from mrnet.data.dataset import series_path
 from mrnet.data.dicom import DicomOptions, read_dicom_series, series_from_datasets
 from mrnet.data.series import SeriesProblem
+from mrnet.errors import MRNetError
+from mrnet.prediction import PredictConfig, dicom_options, validate_predict_config
 
 
 @pytest.fixture
@@ -123,6 +125,16 @@ def test_folder_without_dicom_files(tmp_path):
     (tmp_path / "axial" / "notes.txt").write_text("not an image")
     with pytest.raises(SeriesProblem, match="no readable DICOM image files"):
         read_dicom_series(tmp_path / "axial", "axial")
+
+
+def test_series_option_is_plane_equals_id():
+    cfg = PredictConfig(series=["sagittal=SAG PD FS", "coronal = 1.2.3"])
+    validate_predict_config(cfg)
+    assert dicom_options(cfg).series == {"sagittal": "SAG PD FS", "coronal": "1.2.3"}
+    with pytest.raises(MRNetError, match=r"--series oblique=1.2: expected PLANE=SeriesInstanceUID"):
+        validate_predict_config(PredictConfig(series=["oblique=1.2"]))
+    with pytest.raises(MRNetError, match=r"--series axial: expected"):
+        validate_predict_config(PredictConfig(series=["axial"]))
 
 
 def stand_in(z: float, value: int, instance: int, **extra) -> SimpleNamespace:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
@@ -175,7 +174,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case))
     if cfg.html:
         started = time.perf_counter()
-        written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring.device)
+        written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
     return Prediction(table, tasks, written, skipped, notes)
 
@@ -212,7 +211,7 @@ def write_viewer(
     task_models: Sequence[TaskModels],
     table: pd.DataFrame,
     ensembles: dict[str, dict[str, Any]],
-    device: torch.device,
+    scoring: Scoring,
 ) -> list[Path]:
     """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
     from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
@@ -232,7 +231,7 @@ def write_viewer(
         ]
         view = ExamView(
             case=exam.case,
-            planes=exam_images(series, task_models, device),
+            planes=exam_images(series, task_models, scoring),
             outcomes=outcomes,
             operating_point=note,
             sources={plane: str(source) for plane, source in exam.sources.items()},

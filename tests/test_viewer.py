@@ -75,6 +75,11 @@ def test_exam_page_is_valid_html_and_carries_every_plane():
             heat = decode_sprite(plane["heat"][task])
             assert heat.min() == 0 and heat.max() == 255  # scaled over the whole series
     assert text.count('<figure class="plane"') == 3
+    large = render_exam_page(synthetic_view(slices=2, size=128))
+    assert_valid_html(large)
+    plane = exam_data(large)["planes"]["axial"]
+    assert plane["size"] == 128 and plane["heatSize"] == 64
+    assert decode_sprite(plane["heat"]["acl"]).shape == (2 * 64, 64)  # heatmaps are stored at most 64 px
     assert page_name("knee <1>") == "knee__1_.html" and page_name("../x") == "_x.html"
     assert page_names(["a b", "a_b", "c"]) == {"a b": "a_b.html", "a_b": "a_b-2.html", "c": "c.html"}
 

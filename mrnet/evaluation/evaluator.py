@@ -239,7 +239,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
     shown = write_showcase(
-        cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring.device
+        cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring
     )
     content = ReportContent(
         split=cfg.split,

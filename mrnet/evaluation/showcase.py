@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from .. import PLANES
 from ..data.dataset import series_path
 from ..data.series import load_series
+from ..device import Scoring
 from ..inference import load_task_models
 from ..viewer.build import exam_images
 from ..viewer.index import IndexRow, write_index
@@ -72,7 +72,7 @@ def write_showcase(
     tasks: Sequence[str],
     count: int,
     out: Path,
-    device: torch.device,
+    scoring: Scoring,
 ) -> dict[str, list[Shown]]:
     """Pick the exams per task, write a viewer page for each (all tasks on it) and viewer/index.html."""
     if count == 0:
@@ -84,7 +84,7 @@ def write_showcase(
         return {}
     folder = out / VIEWER_FOLDER
     reasons = {c: [f"{t} {kind}" for t, items in picked.items() for kind, case, _ in items if case == c] for c in cases}
-    task_models = [load_task_models(Path(models_dir), task, device, None) for task in tasks]
+    task_models = [load_task_models(Path(models_dir), task, scoring.device, None) for task in tasks]
     index_rows = []
     for case in cases:
         rows = {task: tables[(task, split)].set_index("case").loc[case] for task in tasks}
@@ -94,7 +94,7 @@ def write_showcase(
         sources = {p: series_path(data_dir, split, p, case) for p in PLANES}
         view = ExamView(
             case=case,
-            planes=exam_images({p: load_series(s) for p, s in sources.items()}, task_models, device),
+            planes=exam_images({p: load_series(s) for p, s in sources.items()}, task_models, scoring),
             outcomes=outcomes,
             operating_point=OPERATING_POINT,
             sources={p: str(s) for p, s in sources.items()},

@@ -16,21 +16,25 @@ import torch.nn.functional as F
 from .. import PLANES
 from ..cam import class_activation_maps
 from ..data.series import resize_series
+from ..device import Scoring, autocast
 from ..inference import TaskModels
 from .page import PlaneImages
 
 
-def plane_images(
-    plane: str, series: np.ndarray, task_models: Sequence[TaskModels], device: torch.device
-) -> PlaneImages:
-    """A plane's series at the first task's slice size, and every task's CAMs (at that size) and slice scores."""
+def plane_images(plane: str, series: np.ndarray, task_models: Sequence[TaskModels], scoring: Scoring) -> PlaneImages:
+    """A plane's series at the first task's slice size, and every task's CAMs (at that size) and slice scores.
+
+    Under the command's autocast, like the prediction itself: the scores then add up to the
+    logit the probability came from, and the maps cost half the time on bf16 hardware.
+    """
     size = task_models[0].image_sizes[plane]
     shown = series if series.shape[-1] == size else resize_series(series, size)
     cams, scores = {}, {}
     for tm in task_models:
         own = tm.image_sizes[plane]
         seen = shown if own == size else resize_series(series, own)
-        maps, scores[tm.task] = class_activation_maps(tm.models[plane], seen, device)
+        with autocast(scoring.device, scoring.amp_dtype):
+            maps, scores[tm.task] = class_activation_maps(tm.models[plane], seen, scoring.device)
         cams[tm.task] = maps if own == size else _resize_maps(maps, size)
     return PlaneImages(plane, shown, cams, scores)
 
@@ -41,7 +45,7 @@ def _resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
 
 
 def exam_images(
-    series: Mapping[str, np.ndarray], task_models: Sequence[TaskModels], device: torch.device
+    series: Mapping[str, np.ndarray], task_models: Sequence[TaskModels], scoring: Scoring
 ) -> list[PlaneImages]:
     """The three planes of one exam, in the usual order (axial, coronal, sagittal)."""
-    return [plane_images(plane, series[plane], task_models, device) for plane in PLANES]
+    return [plane_images(plane, series[plane], task_models, scoring) for plane in PLANES]

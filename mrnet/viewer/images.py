@@ -32,6 +32,19 @@ def heat_levels(cams: np.ndarray) -> np.ndarray:
     return np.round(255.0 * np.clip(scaled, 0.0, 1.0)).astype(np.uint8)
 
 
+def shrink(cams: np.ndarray, size: int) -> np.ndarray:
+    """CAMs (s, N, N) -> (s, size, size), box-filtered, when N is larger.
+
+    A map carries 15 x 15 cells of information at 256 px: it needs no 256 x 256 pixels on the
+    page, which upsamples it again (bilinearly) when drawing.
+    """
+    if cams.shape[-1] <= size:
+        return cams
+    return np.stack(
+        [np.asarray(Image.fromarray(c.astype(np.float32)).resize((size, size), Image.Resampling.BOX)) for c in cams]
+    )
+
+
 def colormap_table(name: str = COLORMAP) -> list[list[int]]:
     """The heatmap colours, 256 RGB triples: the page colours heat levels with the PNG overlays' colormap."""
     rgb = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]

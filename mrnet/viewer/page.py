@@ -19,9 +19,10 @@ import numpy as np
 
 from .. import PLANES
 from ..files import atomic_write
-from .images import colormap_table, heat_levels, sprite
+from .images import colormap_table, heat_levels, shrink, sprite
 
 DEFAULT_OPACITY = 0.45  # the PNG overlays' alpha (cam.OVERLAY_ALPHA)
+HEAT_SIZE = 64  # heatmaps are stored at most this size; 256 px maps would double a page for no visible gain
 MODELS = (*PLANES, "ensemble")
 
 
@@ -98,7 +99,8 @@ def page_data(view: ExamView) -> dict:
             "size": size,
             "slices": slices,
             "image": sprite(images.series),
-            "heat": {t: sprite(heat_levels(images.cams[t])) for t in tasks},
+            "heatSize": min(size, HEAT_SIZE),
+            "heat": {t: sprite(heat_levels(shrink(images.cams[t], HEAT_SIZE))) for t in tasks},
             "scores": {t: [round(float(v), 6) for v in images.scores[t]] for t in tasks},
             "deciding": {t: deciding_slice(images.scores[t]) for t in tasks},
         }

@@ -42,6 +42,18 @@ function windowTable(center, width) {
   return table;
 }
 
+// Bilinear sampling of a heatmap stored smaller than the image (align_corners=False, as torch does).
+function upsampling(n, heatSize) {
+  const i0 = new Int32Array(n), i1 = new Int32Array(n), w = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const src = Math.min(Math.max(((i + 0.5) * heatSize) / n - 0.5, 0), heatSize - 1);
+    i0[i] = Math.floor(src);
+    i1[i] = Math.min(i0[i] + 1, heatSize - 1);
+    w[i] = src - i0[i];
+  }
+  return { i0, i1, w };
+}
+
 function clampSlice(plane, index) {
   return Math.max(0, Math.min(DATA.planes[plane].slices - 1, index));
 }
@@ -51,16 +63,23 @@ function render(plane) {
   const info = DATA.planes[plane];
   const st = state.planes[plane];
   const n = info.size;
+  const hs = info.heatSize;
   const offset = st.slice * n * n;
+  const heatOffset = st.slice * hs * hs;
   const lut = windowTable(st.center, st.width);
   const heat = state.overlay ? view.heat[state.task] : null;
+  const { i0, i1, w } = view.grid;
   const colours = DATA.colormap;
   const out = view.frame.data;
   for (let i = 0; i < n * n; i++) {
     const grey = lut[view.grey[offset + i]];
     let r = grey, g = grey, b = grey;
     if (heat) {
-      const h = heat[offset + i];
+      const y = Math.floor(i / n), x = i - y * n;
+      const top = heatOffset + i0[y] * hs, bottom = heatOffset + i1[y] * hs;
+      const upper = (1 - w[x]) * heat[top + i0[x]] + w[x] * heat[top + i1[x]];
+      const lower = (1 - w[x]) * heat[bottom + i0[x]] + w[x] * heat[bottom + i1[x]];
+      const h = Math.round((1 - w[y]) * upper + w[y] * lower);
       const weight = (state.opacity * h) / 255; // stronger evidence shows more colour, as in the PNG overlays
       const c = colours[h];
       r = (1 - weight) * grey + weight * c[0];
@@ -286,12 +305,13 @@ async function main() {
     const canvas = figure.querySelector("canvas");
     const context = canvas.getContext("2d");
     const heat = {};
-    for (const task of DATA.tasks) heat[task] = await spritePixels(info.heat[task], info.size, info.slices);
+    for (const task of DATA.tasks) heat[task] = await spritePixels(info.heat[task], info.heatSize, info.slices);
     views[plane] = {
       figure, canvas, context,
       frame: context.createImageData(info.size, info.size),
       grey: await spritePixels(info.image, info.size, info.slices),
       heat,
+      grid: upsampling(info.size, info.heatSize),
       slider: figure.querySelector("input.slider"),
       svg: figure.querySelector("svg.scores"),
       readout: figure.querySelector(".readout"),

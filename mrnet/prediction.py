@@ -192,7 +192,10 @@ def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, di
     thresholds, stored = {}, []
     for task, bundle in ensembles.items():
         ensemble = bundle.get("threshold")
-        thresholds[task] = {**dict.fromkeys(PLANES, FIXED_OPERATING_POINT), ENSEMBLE: float(ensemble or 0.5)}
+        thresholds[task] = {
+            **dict.fromkeys(PLANES, FIXED_OPERATING_POINT),
+            ENSEMBLE: FIXED_OPERATING_POINT if ensemble is None else float(ensemble),
+        }
         if ensemble is not None:
             stored.append(task)
     note = (

@@ -191,7 +191,7 @@ def predict_exams(
     exams: Sequence[ExamInput],
     task_models: Sequence[TaskModels],
     scoring: Scoring,
-    converted: dict[Path, np.ndarray] | None = None,
+    converted: dict[tuple[Path, str], np.ndarray] | None = None,
     cam: CamOptions | None = None,
 ) -> pd.DataFrame:
     """One row per exam: `case`, then each task's `{task}_{plane}` probabilities (the stackers come after).
@@ -203,10 +203,7 @@ def predict_exams(
     table = pd.DataFrame({"case": [e.case for e in exams]})
     warned: set[tuple[Path, int]] = set()
     for plane in PLANES:
-        raw = [
-            converted[e.sources[plane]] if e.sources[plane] in converted else read_series(e.sources[plane])
-            for e in exams
-        ]
+        raw = [exam_series(e, plane, converted) for e in exams]
         for tm in task_models:
             size = tm.image_sizes[plane]
             series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams, strict=True)]
@@ -216,6 +213,14 @@ def predict_exams(
                 write_cams(cam, exams, series, tm, plane, scoring.device)
         del raw
     return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
+
+
+def exam_series(exam: ExamInput, plane: str, converted: dict[tuple[Path, str], np.ndarray]) -> np.ndarray:
+    """An exam's series for a plane: converted already (DICOM), else read from its .npy file."""
+    source = exam.sources[plane]
+    if (source, plane) in converted:
+        return converted[(source, plane)]
+    return read_series(source, plane)[0]
 
 
 def write_cams(

@@ -7,6 +7,7 @@ as evaluation, so a prediction here equals the one the evaluation report counts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +16,17 @@ from typing import Any
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
-from .data.exams import ExamInput, check_inputs, constant_series_notes, exams_from_inputs
+from .data.dicom import DicomOptions
+from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble_format import ensemble_probabilities, load_checked_ensemble
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
-from .inference import CamOptions, TaskModels, load_task_models, predict_exams
+from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
+FIXED_OPERATING_POINT = 0.5
 
 
 @dataclass
@@ -45,6 +48,9 @@ class PredictConfig:
     cam: str | None = None
     cam_top_k: int = 3
     cam_gif: bool = False
+    series: list[str] = field(default_factory=list)  # PLANE=SeriesInstanceUID or SeriesDescription, for DICOM
+    ignore_orientation: bool = False  # use a DICOM series whose orientation disagrees with its plane
+    html: str | None = None  # folder for the exam viewer pages
 
 
 @dataclass
@@ -77,8 +83,13 @@ def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def predictions_json(
-    table: pd.DataFrame, exams: Sequence[ExamInput], tasks: Sequence[str], task_models: Sequence[TaskModels]
+    table: pd.DataFrame,
+    exams: Sequence[ExamInput],
+    tasks: Sequence[str],
+    task_models: Sequence[TaskModels],
+    input_notes: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
+    """The predictions with each exam's inputs and, for DICOM, how each series was chosen and converted."""
     sources = {e.case: e.sources for e in exams}
     exam_rows = []
     for row in table.to_dict("records"):
@@ -87,6 +98,7 @@ def predictions_json(
                 "case": row["case"],
                 "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
+                "input_notes": (input_notes or {}).get(row["case"], []),
             }
         )
     return {
@@ -115,10 +127,26 @@ def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, An
     return written, notes
 
 
+def dicom_options(cfg: PredictConfig) -> DicomOptions:
+    """--series PLANE=ID pairs (already checked) and --ignore-orientation, for the DICOM reader."""
+    chosen = dict(item.split("=", 1) for item in cfg.series)
+    return DicomOptions({plane.strip(): value.strip() for plane, value in chosen.items()}, cfg.ignore_orientation)
+
+
+def series_rule(item: str) -> tuple[bool, str]:
+    """A rule for check_options: a --series value is PLANE=ID with a known plane and a non-empty ID."""
+    plane, _, value = item.partition("=")
+    ok = plane.strip() in PLANES and bool(value.strip())
+    return ok, f"--series {item}: expected PLANE=SeriesInstanceUID or PLANE=SeriesDescription, PLANE one of " + (
+        ", ".join(PLANES)
+    )
+
+
 def validate_predict_config(cfg: PredictConfig) -> None:
     check_options(
         [
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            *(series_rule(item) for item in cfg.series),
             at_least("--image-size", cfg.image_size, 64),
             at_least("--cam-top-k", cfg.cam_top_k, 1),
             one_of("--amp", cfg.amp, AMP_MODES),
@@ -136,18 +164,94 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     check_writable(Path(cfg.out), "--out")
     if cfg.cam:
         check_writable(Path(cfg.cam), "--cam")
+    if cfg.html:
+        check_writable(Path(cfg.html), "--html")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
-    converted = check_inputs(exams)
-    blank = constant_series_notes(exams, converted)
-    for note in blank:
-        log(f"warning: {note}")
+    inputs = check_inputs(exams, dicom_options(cfg))
+    blank = constant_series_notes(exams, inputs.converted)
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
-    for line in skipped:
+    for note in blank:
+        log(f"warning: {note}")
+    for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
-    table = predict_exams(exams, task_models, scoring, converted, cam)
+    table = predict_exams(exams, task_models, scoring, inputs.converted, cam)
     table = add_ensemble_columns(table, ensembles)
-    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
+    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case))
+    if cfg.html:
+        started = time.perf_counter()
+        written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
+        log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
     return Prediction(table, tasks, written, skipped, blank + notes)
+
+
+# ----------------------------------------------------------------------------- the exam viewer
+
+
+def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
+    """The threshold each probability is called at on the viewer pages, and how it was chosen, said honestly.
+
+    predict has no tuned thresholds: evaluate chooses them on the training split (Youden's J)
+    and does not store them. So every model is called at 0.5, unless an ensemble file
+    carries a threshold of its own.
+    """
+    thresholds, stored = {}, []
+    for task, bundle in ensembles.items():
+        ensemble = bundle.get("threshold")
+        thresholds[task] = {
+            **dict.fromkeys(PLANES, FIXED_OPERATING_POINT),
+            ENSEMBLE: FIXED_OPERATING_POINT if ensemble is None else float(ensemble),
+        }
+        if ensemble is not None:
+            stored.append(task)
+    note = (
+        f"{FIXED_OPERATING_POINT} for every model, a fixed cut-off: the models carry no tuned threshold "
+        "(evaluate.py reports thresholds chosen on the training split by Youden's J)."
+    )
+    if stored:
+        note += f" Ensembles of {', '.join(stored)}: the threshold stored with the ensemble."
+    return thresholds, note
+
+
+def write_viewer(
+    folder: Path,
+    exams: Sequence[ExamInput],
+    inputs: CheckedInputs,
+    task_models: Sequence[TaskModels],
+    table: pd.DataFrame,
+    ensembles: dict[str, dict[str, Any]],
+    scoring: Scoring,
+) -> list[Path]:
+    """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
+    from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
+    from .viewer.index import IndexRow, write_index
+    from .viewer.page import ExamView, TaskOutcome, page_names, write_exam_page
+
+    thresholds, note = operating_points(ensembles)
+    rows_by_case = table.set_index("case").to_dict("index")
+    pages, index_rows = [], []
+    names = page_names([exam.case for exam in exams])
+    for exam in exams:
+        row = rows_by_case[exam.case]
+        series = {plane: exam_series(exam, plane, inputs.converted) for plane in PLANES}
+        outcomes = [
+            TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*PLANES, ENSEMBLE)}, thresholds[tm.task])
+            for tm in task_models
+        ]
+        view = ExamView(
+            case=exam.case,
+            planes=exam_images(series, task_models, scoring),
+            outcomes=outcomes,
+            operating_point=note,
+            sources={plane: str(source) for plane, source in exam.sources.items()},
+            notes=inputs.notes_by_case.get(exam.case, []),
+        )
+        pages.append(write_exam_page(view, folder, names[exam.case]))
+        values = {tm.task: float(row[f"{tm.task}_{ENSEMBLE}"]) for tm in task_models}
+        index_rows.append(IndexRow(exam.case, pages[-1].name, values))
+    tasks = [tm.task for tm in task_models]
+    title = "MRNet predictions"
+    index = write_index(folder / "index.html", index_rows, tasks, title, "Ensemble probability per task. " + note)
+    return [index, *pages]

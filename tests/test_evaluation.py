@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,15 @@ from mrnet.evaluation.metrics import (
     operating_point,
     youden_threshold,
 )
+from mrnet.evaluation.showcase import pick
+from mrnet.viewer import browser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+needs_chromium = pytest.mark.skipif(
+    browser.find_chromium() is None, reason="chromium is not installed (Debian: apt-get install chromium)"
+)
+
 
 # ----------------------------------------------------------------------------- metrics by hand
 
@@ -97,6 +107,7 @@ def report(tiny, tmp_path_factory):
         bootstrap=200,
         device="cpu",
         heatmap_exams=1,
+        viewer_exams=1,
     )
     return out, run_evaluate(cfg).metrics
 
@@ -179,3 +190,63 @@ def test_evaluate_script_runs(tiny, tmp_path):
     assert "competition" in result.stdout and "acl" in result.stdout
     assert not (tmp_path / "r" / "predictions.csv").exists()  # one task: no competition file
     assert (tmp_path / "r" / "report.md").is_file()
+
+
+def test_exams_to_show_first_on_a_hand_example():
+    table = pd.DataFrame(
+        {
+            "case": ["a", "b", "c", "d", "e", "f"],
+            "label": [1, 1, 0, 0, 1, 0],
+            "ensemble": [0.9, 0.6, 0.7, 0.55, 0.2, 0.1],
+        }
+    )
+    # at 0.5: true positives a, b; false positives c, d (worst first); false negative e
+    assert pick(table, 0.5, 1) == [
+        ("true positive", "a", 0.9),
+        ("false positive", "c", 0.7),
+        ("false negative", "e", 0.2),
+    ]
+    assert [case for _, case, _ in pick(table, 0.5, 5)] == ["a", "b", "c", "d", "e"]
+
+
+def test_report_html_is_valid_and_links_every_image_and_viewer_page(report):
+    import html5lib
+
+    out, _ = report
+    text = (out / "report.html").read_text()
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(text)
+    for task in TASKS:
+        assert f'src="roc-{task}.png"' in text
+    assert all(f'src="heatmaps/{p.name}"' in text for p in (out / "heatmaps").glob("*.png"))
+    pages = sorted(p.name for p in (out / "viewer").glob("*.html") if p.name != "index.html")
+    assert pages and all(f'href="viewer/{name}"' in text for name in pages)
+    assert 'href="viewer/index.html"' in text
+    markdown = (out / "report.md").read_text()
+    assert "## Exams to look at first" in markdown and f"(viewer/{pages[0]})" in markdown
+    shown = (out / "viewer" / pages[0]).read_text()
+    assert "shown in the evaluation report as:" in shown and "Youden" in shown
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_report_html_in_chromium_shows_every_roc_image(report):
+    out, _ = report
+    dom = browser.dump_dom(browser.page_url(out / "report.html"))
+    images = re.findall(r"<img [^>]*>", dom)
+    assert len(images) >= len(TASKS)
+    assert all('data-loaded="1"' in tag for tag in images), images
+    assert f'data-images="{len(images)}" data-images-loaded="{len(images)}"' in dom
+    rocs = [tag for tag in images if 'src="roc-' in tag]
+    assert len(rocs) == len(TASKS)
+    assert 'class="missing"' not in dom
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_report_viewer_index_sorts_in_chromium(report):
+    out, _ = report
+    text = (out / "viewer" / "index.html").read_text()
+    rows = re.findall(r'<tr data-case="([^"]+)" data-abnormal="[^"]*" data-acl="([^"]+)"', text)
+    lowest = min(rows, key=lambda row: float(row[1]))[0]
+    dom = browser.dump_dom(browser.page_url(out / "viewer" / "index.html", "sort=acl&order=asc"))
+    assert 'data-ready="1"' in dom and f'data-first="{lowest}"' in dom

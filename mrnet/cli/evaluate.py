@@ -1,4 +1,4 @@
-"""mrnet-evaluate: AUC with bootstrap intervals, operating points, ROC curves, heatmaps and report.md."""
+"""mrnet-evaluate: AUC with bootstrap intervals, operating points, ROC curves, heatmaps, report.md and report.html."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
     parser.add_argument(
         "--heatmap-exams", type=int, default=2, help="positive exams per task shown with heatmaps (default 2)"
+    )
+    parser.add_argument(
+        "--viewer-exams",
+        type=int,
+        default=2,
+        help="per task, this many most confident true positives, worst false positives and worst false negatives "
+        "get an exam viewer page linked from report.html; 0 = none (default 2)",
     )
     return parser
 

@@ -23,7 +23,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--exam-dir",
         default=None,
         metavar="DIR",
-        help="a folder with axial.npy, coronal.npy, sagittal.npy (or DICOM folders axial/ coronal/ sagittal/)",
+        help="a folder with axial.npy, coronal.npy, sagittal.npy, or DICOM folders axial/ coronal/ sagittal/, "
+        "or the DICOM files of a whole exam (each plane's series chosen by its orientation)",
     )
     source.add_argument(
         "--input-csv",
@@ -46,6 +47,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cam", default=None, metavar="OUT_DIR", help="write class activation heatmaps here")
     parser.add_argument("--cam-top-k", type=int, default=3, help="slices per heatmap set (default 3)")
     parser.add_argument("--cam-gif", action="store_true", help="also write an animated GIF through every slice")
+    dicom = parser.add_argument_group("DICOM input")
+    dicom.add_argument(
+        "--series",
+        action="append",
+        default=[],
+        metavar="PLANE=ID",
+        help="the series to use for a plane when a folder holds several: its SeriesInstanceUID or "
+        "SeriesDescription (repeat for each plane)",
+    )
+    dicom.add_argument(
+        "--ignore-orientation",
+        action="store_true",
+        help="use a series whose orientation (ImageOrientationPatient) disagrees with its folder or option",
+    )
+    parser.add_argument(
+        "--html",
+        default=None,
+        metavar="OUT_DIR",
+        help="write an exam viewer here: one self-contained HTML page per exam and index.html",
+    )
     return parser
 
 

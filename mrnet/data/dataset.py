@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,7 +67,9 @@ def parse_labels(path: Path) -> tuple[pd.DataFrame, list[str]]:
         if not row or all(not field.strip() for field in row):
             continue
         if len(row) != 2:
-            problems.append(f"{name}, line {line_no}: expected 2 columns `case,label`, got {len(row)}: {','.join(row)!r}")
+            problems.append(
+                f"{name}, line {line_no}: expected 2 columns `case,label`, got {len(row)}: {','.join(row)!r}"
+            )
             continue
         case = normalise_case_id(row[0])
         label_text = row[1].strip()
@@ -166,7 +168,8 @@ def _size_problems(result: dict[tuple[str, str], SplitData]) -> list[str]:
                     by_size.setdefault(int(series.shape[-1]), []).append(f"{split}/{case}")
         if len(by_size) > 1:
             detail = "; ".join(
-                f"{size}x{size}: {len(cases)} series ({_short_list(cases, 5)})" for size, cases in sorted(by_size.items())
+                f"{size}x{size}: {len(cases)} series ({_short_list(cases, 5)})"
+                for size, cases in sorted(by_size.items())
             )
             problems.append(
                 f"{plane}: series of different slice sizes ({detail}); resize them to one size before training"
@@ -214,8 +217,7 @@ def _read_split_labels(
 
     cases = sorted(set().union(*(set(t["case"]) for t in tables.values()))) if tables else []
     labels = {
-        task: tables[task].set_index("case")["label"].reindex(cases, fill_value=-1).to_numpy(np.int64)
-        for task in tasks
+        task: tables[task].set_index("case")["label"].reindex(cases, fill_value=-1).to_numpy(np.int64) for task in tasks
     }
     return cases, labels, problems
 
@@ -236,9 +238,7 @@ def _read_plane(
         except SeriesProblem as err:
             problems.append(f"{split}/{plane}/{case}.npy: {err}")
     if missing:
-        problems.append(
-            f"{split}/{plane}/: no .npy for {len(missing)} labelled case(s): {_short_list(missing)}"
-        )
+        problems.append(f"{split}/{plane}/: no .npy for {len(missing)} labelled case(s): {_short_list(missing)}")
     return series, problems
 
 

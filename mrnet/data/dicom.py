@@ -1,23 +1,34 @@
-"""Reading one DICOM series (a folder of slices) into the uint8 (s, H, W) form the models take.
+"""Reading DICOM series into the uint8 (s, H, W) form the models take, with the plane checked.
 
-Optional: pydicom is imported only when a DICOM folder is read, and is not a dependency.
-The conversion mirrors what MRNet's .npy files are (one grey series, 0..255, square
-slices); it cannot reproduce Stanford's own export, whose exact windowing is not
-published, so predictions on converted series carry that extra uncertainty.
+pydicom is optional (the `dicom` extra) and imported only when a DICOM folder is read. A
+folder may hold one series or several (a whole exam as a PACS exports it): the files are
+grouped by SeriesInstanceUID, one series is chosen per plane (named by the user, else the
+only one whose orientation fits), and its orientation is checked against the plane it is
+used for, so a coronal series in the axial folder is refused instead of being scored by
+the axial models with a confident, wrong answer.
+
+The conversion mirrors MRNet's .npy files (one grey series, 0..255, square slices); it
+cannot reproduce Stanford's own export, whose windowing is not published, so predictions
+on converted series carry that extra uncertainty.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .series import SeriesProblem
 from ..errors import MRNetError
+from .dicom_geometry import Plane, orientation_of, pixel_spacing, plane_of, slice_order, spacing_notes, spacing_problems
+from .dicom_pixels import display_uint8, inverted, modality_values, pad_to_square, pixels_of
+from .series import SeriesProblem
 
-PERCENTILE_WINDOW = (0.5, 99.5)  # used when the headers carry no window
 SKIPPED_NAMES = {"DICOMDIR"}
+DEFER_SIZE = "64 KB"  # pixel data stay on disk until the chosen series is converted
 
 
 def import_pydicom():
@@ -25,120 +36,205 @@ def import_pydicom():
         import pydicom
     except ImportError:
         raise MRNetError(
-            "install pydicom to read DICOM (pip install pydicom), or convert the series to "
-            "uint8 .npy files of shape (slices, H, W)"
+            "install pydicom to read DICOM (pip install pydicom, or pip install 'mrnet[dicom]'), or convert the "
+            "series to uint8 .npy files of shape (slices, H, W)"
         ) from None
     return pydicom
 
 
-def read_dicom_series(folder: str | Path) -> np.ndarray:
-    """A folder of one series' slice files -> uint8 (s, N, N); raises SeriesProblem naming what is wrong."""
-    pydicom = import_pydicom()
-    folder = Path(folder)
-    datasets = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if path.name.upper() in SKIPPED_NAMES:
-            continue
+@dataclass(frozen=True)
+class DicomOptions:
+    """The user's say over DICOM input: a series per plane, and whether a plane mismatch may pass."""
+
+    series: Mapping[str, str] = field(default_factory=dict)  # plane -> SeriesInstanceUID or SeriesDescription
+    ignore_orientation: bool = False
+
+
+@dataclass
+class SeriesInfo:
+    """One series found in a folder: its ids, its files and the plane its orientation gives."""
+
+    uid: str
+    description: str
+    number: str
+    datasets: list[Any]
+    plane: Plane | None  # None: no orientation in the headers
+    orientations: list[str]  # the planes of its slices; more than one for a localizer
+
+    @property
+    def mixed(self) -> bool:
+        return len(self.orientations) > 1
+
+    def describe(self) -> str:
+        if self.mixed:
+            where = "mixed orientations " + "/".join(self.orientations)
+        else:
+            where = "orientation unknown" if self.plane is None else self.plane.describe()
+        label = f"'{self.description}'" if self.description else "no description"
+        files = len(self.datasets)
+        return f"{self.uid or 'no SeriesInstanceUID'} ({label}, series {self.number or '?'}, {files} files, {where})"
+
+
+@dataclass
+class DicomSeries:
+    """A converted series: uint8 (s, N, N), which series it was, and notes for the user."""
+
+    volume: np.ndarray
+    info: SeriesInfo
+    notes: list[str]
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    """Every regular file below the folder (PACS exports nest series in subfolders), DICOMDIR and hidden files aside."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.name.upper() not in SKIPPED_NAMES
+    )
+
+
+def holds_dicom(folder: Path) -> bool:
+    """Whether any file below the folder starts like a DICOM file (the 'DICM' marker after the 128-byte preamble)."""
+    for path in dicom_files(folder):
         try:
-            datasets.append(pydicom.dcmread(path))
-        except Exception:  # pydicom raises several types for files that are not DICOM; skip them
+            with path.open("rb") as handle:
+                if handle.read(132)[128:] == b"DICM":
+                    return True
+        except OSError:
             continue
-    if not datasets:
-        raise SeriesProblem("holds no readable DICOM files")
-    return series_from_datasets(datasets)
+    return False
 
 
-def series_from_datasets(datasets: Sequence[Any]) -> np.ndarray:
-    """Sort, window and scale DICOM datasets of one series into uint8 (s, N, N).
+def catalog(folder: Path) -> list[SeriesInfo]:
+    """The image series below a folder, grouped by SeriesInstanceUID; files that are not DICOM images are skipped."""
+    pydicom = import_pydicom()
+    groups: dict[str, list[Any]] = {}
+    for path in dicom_files(folder):
+        try:
+            ds = pydicom.dcmread(path, defer_size=DEFER_SIZE)
+        except Exception:  # pydicom raises several types for files that are not DICOM; they are not ours to read
+            continue
+        if "PixelData" not in ds and "FloatPixelData" not in ds:
+            continue  # reports, presentation states: no image
+        groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "") or ""), []).append(ds)
+    return [series_info(uid, datasets) for uid, datasets in groups.items()]
+
+
+def series_info(uid: str, datasets: list[Any]) -> SeriesInfo:
+    first = datasets[0]
+    planes = [plane_of(o) for o in (orientation_of(ds) for ds in datasets) if o is not None]
+    names = [name for name, _ in Counter(p.name for p in planes).most_common()]
+    plane = planes[0] if planes and len(planes) == len(datasets) and len(names) == 1 else None
+    return SeriesInfo(
+        uid=uid,
+        description=str(getattr(first, "SeriesDescription", "") or ""),
+        number=str(getattr(first, "SeriesNumber", "") or ""),
+        datasets=datasets,
+        plane=plane,
+        orientations=names,
+    )
+
+
+def listing(series: Sequence[SeriesInfo]) -> str:
+    return "".join(f"\n      * {s.describe()}" for s in series)
+
+
+def choose_series(series: Sequence[SeriesInfo], plane: str | None, choice: str | None) -> tuple[SeriesInfo, list[str]]:
+    """The series to use for a plane: the one named by the user, the only one, or the only one of that orientation."""
+    if choice:
+        matches = [s for s in series if s.uid == choice] or [
+            s for s in series if s.description.strip().lower() == choice.strip().lower()
+        ]
+        if len(matches) == 1:
+            return matches[0], []
+        problem = "no series matches" if not matches else "several series match"
+        raise SeriesProblem(
+            f"{problem} --series {plane}={choice} (SeriesInstanceUID or SeriesDescription); the folder holds:"
+            + listing(series)
+        )
+    if len(series) == 1:
+        return series[0], []
+    fitting = [s for s in series if not s.mixed and s.plane is not None and s.plane.name == plane]
+    if plane is not None and len(fitting) == 1:
+        others = [s for s in series if s is not fitting[0]]
+        note = (
+            f"the folder holds {len(series)} series; picked {fitting[0].describe()} by its orientation "
+            f"(choose another with --series {plane}=UID); the others:" + listing(others)
+        )
+        return fitting[0], [note]
+    raise SeriesProblem(
+        f"holds {len(series)} series, {len(fitting)} of them {plane}: choose one with "
+        f"--series {plane}=<SeriesInstanceUID or SeriesDescription>:" + listing(series)
+    )
+
+
+def check_plane(info: SeriesInfo, plane: str, options: DicomOptions) -> list[str]:
+    """Refuse a series whose orientation disagrees with the plane it is given as, unless the user overrides it."""
+    if info.mixed:
+        raise SeriesProblem(
+            f"its slices lie in several planes ({', '.join(info.orientations)}), as a localizer's do; "
+            "choose an imaging series"
+        )
+    if info.plane is None:
+        return ["no ImageOrientationPatient in the headers: the plane could not be checked"]
+    if info.plane.name == plane:
+        return []
+    cosines = np.round(orientation_of(info.datasets[0]), 3).tolist()
+    found = info.plane.describe()
+    if options.ignore_orientation:
+        return [f"warning: the orientation is {found}, used as {plane} because of --ignore-orientation"]
+    raise SeriesProblem(
+        f"the series' orientation is {found} (ImageOrientationPatient {cosines}), but it is given as {plane}; "
+        f"put it where the {info.plane.name} series goes, or pass --ignore-orientation to use it as {plane} anyway"
+    )
+
+
+def read_dicom_series(folder: str | Path, plane: str | None = None, options: DicomOptions | None = None) -> DicomSeries:
+    """A folder's series for a plane -> uint8 (s, N, N); raises SeriesProblem naming what is wrong."""
+    options = options or DicomOptions()
+    series = catalog(Path(folder))
+    if not series:
+        raise SeriesProblem("holds no readable DICOM image files")
+    info, notes = choose_series(series, plane, options.series.get(plane) if plane else None)
+    if plane is not None:
+        notes += check_plane(info, plane, options)
+    volume, more = series_from_datasets(info.datasets)
+    return DicomSeries(volume, info, notes + more)
+
+
+def series_from_datasets(datasets: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
+    """Order, rescale, window and pad one series' datasets into uint8 (s, N, N); also notes for the user.
 
     Works on anything with pydicom's attribute names and a `pixel_array`, so the rules can
-    be checked without pydicom or real files.
+    be checked on stand-in objects as well as on files.
     """
-    series_ids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
-    if len(series_ids) > 1:
-        raise SeriesProblem(f"holds {len(series_ids)} different series (SeriesInstanceUID); put one series per folder")
-    if len(datasets) == 1 and _pixels(datasets[0]).ndim == 3:
-        volume = _pixels(datasets[0]).astype(np.float64)  # one multi-frame file: frames are in order
-        reference = datasets[0]
+    inverted(datasets[0])  # a colour series is refused before its pixels are decoded
+    if len(datasets) == 1 and int(getattr(datasets[0], "NumberOfFrames", 1) or 1) > 1:
+        values = modality_values(datasets[0], pixels_of(datasets[0]))
+        ordered, notes = list(datasets), ["one multi-frame file: its frames are used in the order stored"]
     else:
-        ordered = [datasets[i] for i in slice_order(datasets)]
-        shapes = {_pixels(ds).shape for ds in ordered}
+        ordered, notes = ordered_slices(datasets)
+        pixels = [pixels_of(ds) for ds in ordered]
+        shapes = {p.shape for p in pixels}
         if len(shapes) != 1:
             raise SeriesProblem(f"slices have different sizes {sorted(shapes)}")
-        volume = np.stack([_pixels(ds) for ds in ordered]).astype(np.float64)
-        reference = ordered[len(ordered) // 2]
-    volume = volume * float(getattr(reference, "RescaleSlope", 1) or 1) + float(getattr(reference, "RescaleIntercept", 0) or 0)
-    low, high = display_window(reference, volume)
-    scaled = np.clip((volume - low) / max(high - low, 1e-6), 0.0, 1.0)
-    if str(getattr(reference, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-        scaled = 1.0 - scaled  # MONOCHROME1 shows low values as white
-    return pad_to_square(np.round(scaled * 255.0).astype(np.uint8))
+        values = np.stack([modality_values(ds, p) for ds, p in zip(ordered, pixels, strict=True)])
+    if values.ndim != 3:
+        raise SeriesProblem(f"pixel data of shape {values.shape}; expected grey slices (slices, rows, columns)")
+    volume, window = display_uint8(ordered, values)
+    spacing = pixel_spacing(datasets[0])
+    size = f"{volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]} px"
+    summary = ", ".join([size, spacing.describe() if spacing else "pixel spacing unknown", window.describe()])
+    return pad_to_square(volume), [summary, *notes, *spacing_notes(spacing)]
 
 
-def _pixels(ds: Any) -> np.ndarray:
-    try:
-        return np.asarray(ds.pixel_array)
-    except Exception as err:  # compressed transfer syntaxes need extra pydicom plugins
-        raise SeriesProblem(f"pixel data cannot be decoded ({type(err).__name__}: {err})") from None
-
-
-def slice_order(datasets: Sequence[Any]) -> list[int]:
-    """Slices ordered along the series' normal when positions are known, else by InstanceNumber.
-
-    The position projected on the slice normal is the geometric order; InstanceNumber is
-    only the order the scanner wrote the files in, usually but not always the same.
-    """
-    keys = [_position_along_normal(ds) for ds in datasets]
-    if all(k is not None for k in keys):
-        return sorted(range(len(datasets)), key=lambda i: keys[i])
-    numbers = [getattr(ds, "InstanceNumber", None) for ds in datasets]
-    if all(n is not None for n in numbers):
-        return sorted(range(len(datasets)), key=lambda i: int(numbers[i]))
-    return list(range(len(datasets)))  # file-name order
-
-
-def _position_along_normal(ds: Any) -> float | None:
-    position = getattr(ds, "ImagePositionPatient", None)
-    orientation = getattr(ds, "ImageOrientationPatient", None)
-    if position is None or orientation is None or len(orientation) != 6:
-        return None
-    row, col = np.asarray(orientation[:3], dtype=float), np.asarray(orientation[3:], dtype=float)
-    return float(np.dot(np.asarray(position, dtype=float), np.cross(row, col)))
-
-
-def display_window(ds: Any, volume: np.ndarray) -> tuple[float, float]:
-    """(low, high) intensities mapped to 0 and 255: the header's first window, else percentiles.
-
-    One window for the whole series keeps the slices' relative brightness, which the
-    models' per-series min-max scaling also keeps.
-    """
-    center, width = _first_value(getattr(ds, "WindowCenter", None)), _first_value(getattr(ds, "WindowWidth", None))
-    if center is not None and width is not None and width > 0:
-        return center - width / 2.0, center + width / 2.0
-    low, high = np.percentile(volume, PERCENTILE_WINDOW)
-    if high <= low:
-        low, high = float(volume.min()), float(volume.max())
-    return float(low), float(high)
-
-
-def _first_value(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, str)):
-        value = value[0] if len(value) else None
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def pad_to_square(volume: np.ndarray) -> np.ndarray:
-    """Centre (s, H, W) in an (s, N, N) black canvas, N = max(H, W): the models expect square slices."""
-    slices, height, width = volume.shape
-    size = max(height, width)
-    if height == width:
-        return volume
-    out = np.zeros((slices, size, size), dtype=volume.dtype)
-    top, left = (size - height) // 2, (size - width) // 2
-    out[:, top:top + height, left:left + width] = volume
-    return out
+def ordered_slices(datasets: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """Slices sorted along the normal, with notes on gaps; slices sharing a position are refused."""
+    order, positions = slice_order(datasets)
+    ordered = [datasets[i] for i in order]
+    if positions is None:
+        return ordered, ["no slice positions in the headers: slices ordered by InstanceNumber (else file name)"]
+    problems, notes = spacing_problems(positions)
+    if problems:
+        raise SeriesProblem(problems[0])
+    return ordered, notes

@@ -1,20 +1,22 @@
 """New exams to score: which files make up each exam, and reading them with the training data's checks.
 
-An exam is given as three series files, a folder (three .npy files or three DICOM
-folders), or the competition's CSV of paths; every series is checked before any model runs.
+An exam is given as three series files, a folder (three .npy files, three DICOM folders or
+the DICOM files of a whole exam), or the competition's CSV of paths; every series is checked
+before any model runs (pydicom is imported only when a DICOM folder is read).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .. import PLANES
 from ..errors import MRNetError
+from .dicom import DicomOptions, holds_dicom, read_dicom_series
 from .series import SeriesProblem, load_series
 
 
@@ -26,7 +28,9 @@ class ExamInput:
     sources: dict[str, Path]
 
 
-def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None) -> list[ExamInput]:
+def exams_from_inputs(
+    plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None
+) -> list[ExamInput]:
     """The exams named by exactly one kind of input: three series files, an exam folder, or a CSV."""
     chosen = sum([any(f is not None for f in plane_files), exam_dir is not None, input_csv is not None])
     if chosen != 1:
@@ -35,10 +39,10 @@ def exams_from_inputs(plane_files: Sequence[str | None], exam_dir: str | None, i
         return unique_case_ids([exam_from_folder(Path(exam_dir))])
     if input_csv is not None:
         return exams_from_csv(Path(input_csv))
-    missing = [f"--{p}" for p, f in zip(PLANES, plane_files) if f is None]
+    missing = [f"--{p}" for p, f in zip(PLANES, plane_files, strict=True) if f is None]
     if missing:
         raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
-    sources = {p: Path(f) for p, f in zip(PLANES, plane_files)}
+    sources = {p: Path(f) for p, f in zip(PLANES, plane_files, strict=True)}
     return unique_case_ids([ExamInput(case_id_for(sources), sources)])
 
 
@@ -54,7 +58,11 @@ def case_id_for(sources: dict[str, Path]) -> str:
 
 
 def exam_from_folder(folder: Path) -> ExamInput:
-    """A folder with axial.npy, coronal.npy, sagittal.npy, or DICOM subfolders axial/, coronal/, sagittal/."""
+    """A folder with axial.npy, coronal.npy, sagittal.npy; DICOM subfolders axial/, coronal/, sagittal/; or DICOM files.
+
+    In the last form (a whole exam as a PACS exports it) each plane's series is chosen from
+    the folder by its orientation, or as named with --series.
+    """
     if not folder.is_dir():
         raise MRNetError(f"--exam-dir {folder}: folder not found")
     sources, missing = {}, []
@@ -65,8 +73,10 @@ def exam_from_folder(folder: Path) -> ExamInput:
             sources[plane] = folder / plane
         else:
             missing.append(f"{plane}.npy (or a DICOM folder {plane}/)")
+    if len(missing) == len(PLANES) and holds_dicom(folder):
+        return ExamInput(folder.resolve().name, {plane: folder for plane in PLANES})
     if missing:
-        raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}")
+        raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}, and it holds no DICOM files")
     return ExamInput(folder.resolve().name, sources)
 
 
@@ -99,17 +109,19 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
         raise MRNetError(f"--input-csv {path}: {len(rows)} rows is not a multiple of 3 (three series per case)")
     exams, problems = [], []
     for start in range(0, len(rows), 3):
-        group = rows[start:start + 3]
+        group = rows[start : start + 3]
         named = [plane_named_in(r) for r in group]
         if all(n is None for n in named):
             planes = list(PLANES)
         elif sorted(n or "" for n in named) == sorted(PLANES):
             planes = named
         else:
-            problems.append(f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
-                            f"one sagittal series ({', '.join(group)})")
+            problems.append(
+                f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
+                f"one sagittal series ({', '.join(group)})"
+            )
             continue
-        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group)}
+        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group, strict=True)}
         exams.append(ExamInput(case_id_for(sources), sources))
     if problems:
         raise MRNetError(f"--input-csv {path}:\n  - " + "\n  - ".join(problems))
@@ -142,21 +154,24 @@ def unique_case_ids(exams: list[ExamInput]) -> list[ExamInput]:
     return exams
 
 
-def read_series(source: Path, mmap: bool = False) -> np.ndarray:
-    """A .npy file through the same checks as training data, or a DICOM folder converted to uint8."""
+def read_series(
+    source: Path, plane: str | None = None, mmap: bool = False, dicom: DicomOptions | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """A .npy file through the same checks as training data, or a DICOM folder's series for the plane; and notes."""
     if source.is_dir():
-        from .dicom import read_dicom_series  # pydicom is optional; only DICOM input needs it
+        converted = read_dicom_series(source, plane, dicom)
+        return converted.volume, converted.notes
+    return load_series(source, mmap=mmap), []
 
-        return read_dicom_series(source)
-    return load_series(source, mmap=mmap)
 
-
-def constant_series_notes(exams: Sequence[ExamInput], converted: dict[Path, np.ndarray]) -> list[str]:
+def constant_series_notes(exams: Sequence[ExamInput], converted: dict[tuple[Path, str], np.ndarray]) -> list[str]:
     """Series with a single grey value (an all-black export): scored, but the score means nothing."""
     notes = []
     for exam in exams:
         for plane, source in exam.sources.items():
-            series = converted[source] if source in converted else read_series(source, mmap=True)
+            series = converted.get((source, plane))
+            if series is None:
+                series = load_series(source, mmap=True)
             if series.min() == series.max():
                 notes.append(
                     f"{source} ({exam.case}, {plane}) has one grey value ({int(series.min())}) in every pixel; "
@@ -165,23 +180,35 @@ def constant_series_notes(exams: Sequence[ExamInput], converted: dict[Path, np.n
     return notes
 
 
-def check_inputs(exams: Sequence[ExamInput]) -> dict[Path, np.ndarray]:
-    """Read every series header (DICOM folders in full); raise one error listing every bad file.
+@dataclass
+class CheckedInputs:
+    """The converted DICOM series by (folder, plane), so they are not converted twice, and notes for the user."""
 
-    Returns the converted DICOM series, so they are not converted twice.
-    """
-    problems, converted = [], {}
+    converted: dict[tuple[Path, str], np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # each naming its file, case and plane
+    notes_by_case: dict[str, list[str]] = field(default_factory=dict)  # the same, per exam, for its viewer page
+
+
+def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) -> CheckedInputs:
+    """Read every series header (DICOM folders in full); raise one error listing every bad file."""
+    problems, checked = [], CheckedInputs()
     for exam in exams:
         for plane, source in exam.sources.items():
+            where = f"{source} ({exam.case}, {plane})"
             try:
-                series = read_series(source, mmap=True)
+                series, notes = read_series(source, plane, mmap=True, dicom=dicom)
             except SeriesProblem as err:
-                problems.append(f"{source} ({exam.case}, {plane}): {err}")
+                problems.append(f"{where}: {err}")
                 continue
+            checked.notes += [f"{where}: {note}" for note in notes]
+            checked.notes_by_case.setdefault(exam.case, []).extend(f"{plane}: {note}" for note in notes)
             if source.is_dir():
-                converted[source] = series
+                checked.converted[(source, plane)] = series
     if problems:
         count = len(problems)
-        raise MRNetError(f"{count} input series cannot be used, no predictions written:\n  - "
-                         + "\n  - ".join(problems) + "\nSee 'Bad input' in README.md for what each check expects.")
-    return converted
+        raise MRNetError(
+            f"{count} input series cannot be used, no predictions written:\n  - "
+            + "\n  - ".join(problems)
+            + "\nSee 'Bad input' in README.md for what each check expects."
+        )
+    return checked

@@ -72,7 +72,9 @@ def check_header(path: Path) -> None:
     try:
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(handle, max_header_size=100_000)
             offset = handle.tell()
     except (ValueError, OSError, EOFError) as err:

@@ -100,13 +100,15 @@ class SeriesAugment:
         u = self._uniforms()
         if scaled.device.type == "cuda":
             u = u.pin_memory().to(scaled.device, non_blocking=True)
-        matrix = matrix_from_uniforms(u, scaled.shape[-1], self.max_rotation_deg,
-                                      self.max_shift_px_at_256, self.flip_probability)
+        matrix = matrix_from_uniforms(
+            u, scaled.shape[-1], self.max_rotation_deg, self.max_shift_px_at_256, self.flip_probability
+        )
         return warp(scaled, matrix)
 
 
-def matrix_from_uniforms(u: torch.Tensor, size: int, max_rotation_deg: float, max_shift_px_at_256: float,
-                         flip_probability: float) -> torch.Tensor:
+def matrix_from_uniforms(
+    u: torch.Tensor, size: int, max_rotation_deg: float, max_shift_px_at_256: float, flip_probability: float
+) -> torch.Tensor:
     """The sampling matrix of affine_matrix(), computed with tensor ops on u's device."""
     max_shift = max_shift_px_at_256 * size / 256.0
     theta = torch.deg2rad((2 * u[0] - 1) * max_rotation_deg)

@@ -1,4 +1,4 @@
-"""Evaluating trained models on a split: metrics with intervals, ROC curves, heatmaps, report.md.
+"""Evaluating trained models on a split: metrics with intervals, ROC curves, heatmaps, report.md and report.html.
 
 Probabilities come from the very path train_meta uses (inference.plane_probabilities:
 check_and_load, the shared preprocessing, batched predict_logits; then the saved
@@ -29,6 +29,8 @@ from ..inference import fit_to_size, load_plane_model, plane_probabilities
 from ..runinfo import environment, plain
 from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
 from .report import ReportContent, plot_roc, save_csv, write_report
+from .report_html import write_html_report
+from .showcase import VIEWER_FOLDER, write_showcase
 
 MODELS = (*PLANES, "ensemble")
 # The plane on which each finding shows best (sagittal for the ACL, coronal for the menisci);
@@ -53,6 +55,7 @@ class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
     heatmap_exams: int = 2  # positive exams per task shown with class activation maps
+    viewer_exams: int = 2  # per task: true positives, false positives and false negatives with a viewer page each
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else layout.report_dir(self.models_dir)
@@ -66,6 +69,7 @@ def validate_eval_config(cfg: EvalConfig) -> None:
             at_least("--bootstrap", cfg.bootstrap, 0),
             seed_rule(cfg.seed),
             at_least("--heatmap-exams", cfg.heatmap_exams, 0),
+            at_least("--viewer-exams", cfg.viewer_exams, 0),
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
         ]
@@ -240,6 +244,9 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     else:
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
+    shown = write_showcase(
+        cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring
+    )
     content = ReportContent(
         split=cfg.split,
         n_exams=len(by_case),
@@ -253,8 +260,14 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         roc_figures=roc_figures,
         heatmaps=heatmaps,
         notes=notes,
+        viewer_pages={
+            task: [(f"{s.kind} {s.case} (p = {s.probability:.2f})", s.page) for s in items]
+            for task, items in shown.items()
+        },
+        viewer_index=out / VIEWER_FOLDER / "index.html" if any(shown.values()) else None,
     )
     report = write_report(out / "report.md", metrics, content)
+    write_html_report(out / "report.html", metrics, content)
     write_json(out / "evaluate_config.json", plain(cfg))
     write_json(out / "evaluate_environment.json", environment())
     return Evaluation(metrics, cfg.split, len(by_case), cfg.bootstrap, score, notes, report)

@@ -40,7 +40,7 @@ def plot_roc(
             continue
         fpr, tpr, _ = roc_curve(labels, probs)
         width = 2.2 if name == "ensemble" else 1.4
-        axes.plot(fpr, tpr, MODEL_STYLES.get(name, "-"), linewidth=width, label=f"{name} (AUC {_fmt(aucs[name])})")
+        axes.plot(fpr, tpr, MODEL_STYLES.get(name, "-"), linewidth=width, label=f"{name} (AUC {fmt(aucs[name])})")
     axes.set_xlabel("1 - specificity (false positive rate)")
     axes.set_ylabel("sensitivity (true positive rate)")
     axes.set_title(f"{task}: ROC, n = {len(labels)} ({int(np.sum(labels))} positive)")
@@ -54,14 +54,15 @@ def plot_roc(
     return path
 
 
-def _fmt(value: float, digits: int = 3) -> str:
+def fmt(value: float, digits: int = 3) -> str:
+    """A number for a table, or n/a where it is undefined."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def auc_with_ci(row: Mapping) -> str:
     if math.isnan(row["auc_ci_low"]):
-        return _fmt(row["auc"])
-    return f"{_fmt(row['auc'])} ({_fmt(row['auc_ci_low'])}-{_fmt(row['auc_ci_high'])})"
+        return fmt(row["auc"])
+    return f"{fmt(row['auc'])} ({fmt(row['auc_ci_low'])}-{fmt(row['auc_ci_high'])})"
 
 
 def text_table(metrics: pd.DataFrame) -> str:
@@ -72,17 +73,17 @@ def text_table(metrics: pd.DataFrame) -> str:
     )
     lines = [head, "-" * len(head)]
     for row in metrics[metrics["task"] != "mean"].to_dict("records"):
-        youden = "".join(f"{_fmt(row[f'{m}_youden']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
-        fixed = "".join(f"{_fmt(row[f'{m}_at_0.5']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
+        youden = "".join(f"{fmt(row[f'{m}_youden']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
+        fixed = "".join(f"{fmt(row[f'{m}_at_0.5']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
         lines.append(
-            f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{_fmt(row['threshold_youden']):>7}"
+            f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{fmt(row['threshold_youden']):>7}"
             f"{youden}  |{fixed}"
         )
     means = metrics[metrics["task"] == "mean"]
     if len(means):
         lines.append("-" * len(head))
         lines.append(
-            f"{'mean AUC':<10}" + "  ".join(f"{r['model']} {_fmt(r['auc'], 4)}" for r in means.to_dict("records"))
+            f"{'mean AUC':<10}" + "  ".join(f"{r['model']} {fmt(r['auc'], 4)}" for r in means.to_dict("records"))
         )
     return "\n".join(lines)
 
@@ -98,8 +99,8 @@ def markdown_table(metrics: pd.DataFrame) -> str:
         name = f"**{row['model']}**" if row["model"] == "ensemble" else row["model"]
         rates = [row[f"{m}_{at}"] for at in ("youden", "at_0.5") for m in ("sensitivity", "specificity", "accuracy")]
         lines.append(
-            f"| {row['task']} | {name} | {auc_with_ci(row)} | {_fmt(row['threshold_youden'])} | "
-            + " | ".join(_fmt(r) for r in rates)
+            f"| {row['task']} | {name} | {auc_with_ci(row)} | {fmt(row['threshold_youden'])} | "
+            + " | ".join(fmt(r) for r in rates)
             + " |"
         )
     return "\n".join(lines)
@@ -111,7 +112,7 @@ def mean_auc_table(metrics: pd.DataFrame) -> str:
     lines = [
         "| " + " | ".join(models) + " |",
         "|" + "---|" * len(models),
-        "| " + " | ".join(_fmt(v, 4) for v in means["auc"]) + " |",
+        "| " + " | ".join(fmt(v, 4) for v in means["auc"]) + " |",
     ]
     return "\n".join(lines)
 
@@ -132,6 +133,36 @@ class ReportContent:
     roc_figures: dict[str, Path] = field(default_factory=dict)
     heatmaps: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, png)
     notes: list[str] = field(default_factory=list)
+    viewer_pages: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, html)
+    viewer_index: Path | None = None
+
+
+def reading_notes(content: ReportContent) -> list[str]:
+    """How the numbers were made, as plain sentences (shared by report.md and report.html)."""
+    notes = [
+        f"AUC intervals: percentile bootstrap over exams ({content.bootstrap} resamples drawn with replacement, "
+        f"seed {content.seed}; resamples holding one class are skipped). The same resampled exam sets serve every "
+        "model of a task, so intervals of planes and ensemble are comparable.",
+        "The threshold is chosen on the train split by Youden's J (sensitivity + specificity - 1) on that "
+        "model's own train-split probabilities, then applied unchanged here (positive if probability >= "
+        "threshold). The 0.5 columns use a fixed threshold for comparison.",
+        "For context, the paper's test-set AUCs (a different, hidden split): "
+        + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC)
+        + ".",
+    ]
+    return notes + list(content.notes)
+
+
+HEATMAP_TEXT = (
+    "Class activation maps of correctly ranked positive exams (the positives with the highest ensemble "
+    "probability), on the plane that shows each finding best. Each image is one of the slices that "
+    "contribute most to the plane model's logit; brighter colour = more evidence for the finding."
+)
+VIEWER_TEXT = (
+    "Per task, the most confident true positives and the worst false positives and false negatives of the "
+    "ensemble at its operating point (the train-split Youden threshold). Each link opens the exam in the viewer: "
+    "all three planes with heatmaps, per-slice scores and every task's probabilities."
+)
 
 
 def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> str:
@@ -144,7 +175,7 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         f"Models from `{content.models_dir}`, data from `{content.data_dir}`.",
         "",
         f"**Competition score (mean ensemble AUC over {len(content.tasks)} tasks): "
-        f"{_fmt(content.competition_score, 4)}**",
+        f"{fmt(content.competition_score, 4)}**",
         "",
         "## Metrics",
         "",
@@ -155,40 +186,34 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         mean_auc_table(metrics),
         "",
         "How to read it:",
-        f"- AUC intervals: percentile bootstrap over exams ({content.bootstrap} resamples drawn with replacement, "
-        f"seed {content.seed}; resamples holding one class are skipped). The same resampled exam sets serve every "
-        "model of a task, so intervals of planes and ensemble are comparable.",
-        "- The threshold is chosen on the **train** split by Youden's J (sensitivity + specificity - 1) on that "
-        "model's own train-split probabilities, then applied unchanged here (positive if probability >= "
-        "threshold). The 0.5 columns use a fixed threshold for comparison.",
-        "- For context, the paper's test-set AUCs (a different, hidden split): "
-        + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC)
-        + ".",
     ]
-    parts += [f"- {note}" for note in content.notes]
+    parts += [f"- {note}" for note in reading_notes(content)]
     if content.roc_figures:
         parts += ["", "## ROC curves", ""]
         parts += [f"![ROC {task}]({_relative(path, folder)})" for task, path in content.roc_figures.items()]
     if any(content.heatmaps.values()):
-        parts += [
-            "",
-            "## Example heatmaps",
-            "",
-            "Class activation maps of correctly ranked positive exams (the positives with the highest ensemble "
-            "probability), on the plane that shows each finding best. Each image is one of the slices that "
-            "contribute most to the plane model's logit; brighter colour = more evidence for the finding.",
-            "",
-        ]
+        parts += ["", "## Example heatmaps", "", HEATMAP_TEXT, ""]
         for task, items in content.heatmaps.items():
             if not items:
                 continue
             parts += [f"### {task}", ""]
             parts += [f"![{caption}]({_relative(path, folder)})" for caption, path in items]
             parts.append("")
+    if any(content.viewer_pages.values()):
+        parts += ["", "## Exams to look at first", "", VIEWER_TEXT, ""]
+        for task, items in content.viewer_pages.items():
+            parts += [f"- **{task}**: " + ", ".join(f"[{c}]({_relative(p, folder)})" for c, p in items)]
+        if content.viewer_index:
+            parts += [
+                "",
+                f"All of them in one list: [{_relative(content.viewer_index, folder)}]"
+                f"({_relative(content.viewer_index, folder)}).",
+            ]
     parts += [
         "",
         "## Files",
         "",
+        "- `report.html`: this report as a web page, with links to the exam viewer pages in `viewer/`.",
         "- `metrics.csv`: every number above, one row per task and model (plus the means).",
         "- `predictions.csv`: the competition format: no header, one row per exam in case order, columns "
         "abnormal, acl, meniscus (ensemble probabilities).",

@@ -5,8 +5,8 @@ Pure: tensors in, logits out; no files, no loss, no devices chosen here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

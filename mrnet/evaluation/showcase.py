@@ -1,0 +1,112 @@
+"""The exams a reader looks at first, with a viewer page each: per task the most confident true positives
+and the worst false positives and false negatives of the ensemble at its operating point.
+
+The operating point is the ensemble's threshold chosen on the training split by Youden's J
+(the one the report's sensitivity and specificity use); 0.5 where it is undefined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .. import PLANES
+from ..data.dataset import series_path
+from ..data.series import load_series
+from ..device import Scoring
+from ..inference import load_task_models
+from ..viewer.build import exam_images
+from ..viewer.index import IndexRow, write_index
+from ..viewer.page import ExamView, TaskOutcome, page_name, write_exam_page
+
+MODELS = (*PLANES, "ensemble")
+FALLBACK_THRESHOLD = 0.5
+VIEWER_FOLDER = "viewer"
+OPERATING_POINT = (
+    "each model's threshold chosen on the train split by Youden's J, as in the report's sensitivity and "
+    "specificity (0.5 where it is undefined)."
+)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An exam picked for a task: why, with which ensemble probability, and its viewer page."""
+
+    task: str
+    case: str
+    kind: str  # "true positive", "false positive" or "false negative"
+    probability: float
+    page: Path
+
+
+def thresholds_of(metrics: pd.DataFrame, task: str) -> dict[str, float]:
+    """Each model's train-split Youden threshold for a task, 0.5 where it is undefined (one class in train)."""
+    rows = metrics[metrics["task"] == task].set_index("model")["threshold_youden"]
+    return {m: FALLBACK_THRESHOLD if math.isnan(float(rows[m])) else float(rows[m]) for m in MODELS}
+
+
+def pick(evaluated: pd.DataFrame, threshold: float, count: int) -> list[tuple[str, str, float]]:
+    """(kind, case, probability): the top true positives, then the worst false positives and false negatives."""
+    called = evaluated["ensemble"] >= threshold
+    positive = evaluated["label"] == 1
+    groups = [
+        ("true positive", evaluated[positive & called].sort_values("ensemble", ascending=False, kind="stable")),
+        ("false positive", evaluated[~positive & called].sort_values("ensemble", ascending=False, kind="stable")),
+        ("false negative", evaluated[positive & ~called].sort_values("ensemble", ascending=True, kind="stable")),
+    ]
+    return [
+        (kind, str(row.case), float(row.ensemble)) for kind, rows in groups for row in rows.head(count).itertuples()
+    ]
+
+
+def write_showcase(
+    data_dir: str,
+    models_dir: str,
+    split: str,
+    tables: dict[tuple[str, str], pd.DataFrame],
+    metrics: pd.DataFrame,
+    tasks: Sequence[str],
+    count: int,
+    out: Path,
+    scoring: Scoring,
+) -> dict[str, list[Shown]]:
+    """Pick the exams per task, write a viewer page for each (all tasks on it) and viewer/index.html."""
+    if count == 0:
+        return {}
+    thresholds = {task: thresholds_of(metrics, task) for task in tasks}
+    picked = {task: pick(tables[(task, split)], thresholds[task]["ensemble"], count) for task in tasks}
+    cases = sorted({case for items in picked.values() for _, case, _ in items})
+    if not cases:
+        return {}
+    folder = out / VIEWER_FOLDER
+    reasons = {c: [f"{t} {kind}" for t, items in picked.items() for kind, case, _ in items if case == c] for c in cases}
+    task_models = [load_task_models(Path(models_dir), task, scoring.device, None) for task in tasks]
+    index_rows = []
+    for case in cases:
+        rows = {task: tables[(task, split)].set_index("case").loc[case] for task in tasks}
+        outcomes = [
+            TaskOutcome(t, {m: float(rows[t][m]) for m in MODELS}, thresholds[t], int(rows[t]["label"])) for t in tasks
+        ]
+        sources = {p: series_path(data_dir, split, p, case) for p in PLANES}
+        view = ExamView(
+            case=case,
+            planes=exam_images({p: load_series(s) for p, s in sources.items()}, task_models, scoring),
+            outcomes=outcomes,
+            operating_point=OPERATING_POINT,
+            sources={p: str(s) for p, s in sources.items()},
+            subtitle=f"{split} split; shown in the evaluation report as: {', '.join(reasons[case])}",
+        )
+        write_exam_page(view, folder, page_name(case))
+        values = {t: float(rows[t]["ensemble"]) for t in tasks}
+        labels = {t: int(rows[t]["label"]) for t in tasks}
+        index_rows.append(IndexRow(case, page_name(case), values, labels, "; ".join(reasons[case])))
+    note = f"Exams of the {split} split shown in the evaluation report; ensemble probability per task."
+    write_index(folder / "index.html", index_rows, list(tasks), "MRNet evaluation: exams to look at first", note)
+    return {
+        task: [Shown(task, case, kind, p, folder / page_name(case)) for kind, case, p in items]
+        for task, items in picked.items()
+    }

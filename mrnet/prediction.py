@@ -77,8 +77,13 @@ def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def predictions_json(
-    table: pd.DataFrame, exams: Sequence[ExamInput], tasks: Sequence[str], task_models: Sequence[TaskModels]
+    table: pd.DataFrame,
+    exams: Sequence[ExamInput],
+    tasks: Sequence[str],
+    task_models: Sequence[TaskModels],
+    attention: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The table per exam with its input files; with attention-pooling models, each slice's weight."""
     sources = {e.case: e.sources for e in exams}
     exam_rows = []
     for row in table.to_dict("records"):
@@ -89,6 +94,8 @@ def predictions_json(
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
             }
         )
+        if attention and row["case"] in attention:
+            exam_rows[-1]["slice_attention"] = attention[row["case"]]
     return {
         "tasks": list(tasks),
         "image_sizes": {tm.task: tm.image_sizes for tm in task_models},
@@ -141,7 +148,8 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
-    table = predict_exams(exams, task_models, scoring, converted, cam)
+    attention: dict[str, Any] = {}
+    table = predict_exams(exams, task_models, scoring, converted, cam, attention)
     table = add_ensemble_columns(table, ensembles)
-    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
+    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models, attention))
     return Prediction(table, tasks, written, skipped, notes)

@@ -27,6 +27,12 @@ FLAG_OF = {
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train all per-plane models and the stacked ensembles.")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument(
+        "--task",
+        default=None,
+        choices=("all",),
+        help="all: one multi-task network per plane (3 networks instead of 9), written as single-task models",
+    )
     parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES)
     parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
     parser.add_argument(
@@ -71,15 +77,18 @@ def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    args = get_args_parser().parse_args(argv)
-    base, explicit = training_config_from_args(args, task=args.tasks[0], plane=args.planes[0])
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.task == "all" and args.tasks != list(TASKS):
+        parser.error("--task all trains every task at once; leave out --tasks")
+    base, explicit = training_config_from_args(args, task=args.task or args.tasks[0], plane=args.planes[0])
     explicit -= {"task", "plane", "resume"}
     from ..data.dataset import check_and_load
     from ..ensemble import MetaConfig, fit_ensembles
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
 
     check_and_load(base.data_dir, args.tasks, args.planes, load=False)  # every data problem before hours of work
-    todo = pending_models(base, args.tasks, args.planes)
+    todo = pending_models(base, [args.task] if args.task else args.tasks, args.planes)
     devices = default_devices(args.devices, base.device)
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))

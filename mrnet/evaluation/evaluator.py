@@ -25,7 +25,7 @@ from ..device import Scoring
 from ..ensemble import ensemble_probabilities, load_ensemble
 from ..errors import at_least, check_options, one_of
 from ..files import write_json
-from ..inference import load_plane_model, plane_probabilities
+from ..inference import load_plane_model, plane_probabilities, slice_attention
 from ..runinfo import environment, plain
 from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
 from .report import ReportContent, plot_roc, save_csv, write_report
@@ -169,7 +169,9 @@ def write_heatmaps(
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
         series = load_series(series_path(cfg.data_dir, cfg.split, plane, row.case))
         cams, scores = class_activation_maps(model, series, device)
-        for path in save_cam_overlays(series, cams, scores, folder, f"{task}-{row.case}-{plane}", HEATMAP_SLICES):
+        weights = slice_attention(model, series, device)
+        prefix = f"{task}-{row.case}-{plane}"
+        for path in save_cam_overlays(series, cams, scores, folder, prefix, HEATMAP_SLICES, slice_weights=weights):
             items.append((f"{task} {row.case} {plane} (ensemble p = {row.ensemble:.2f})", path))
     return items
 

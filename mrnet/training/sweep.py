@@ -25,6 +25,7 @@ from ..checkpoint import load_checkpoint
 from ..data.dataset import check_and_load
 from ..errors import MRNetError
 from .config import TrainConfig
+from .multitask import check_not_mixed
 from .trainer import train
 
 
@@ -45,6 +46,7 @@ def pending_models(
     for plane in planes:
         for task in tasks:
             cfg = dataclasses.replace(base, task=task, plane=plane)
+            check_not_mixed(cfg)
             status = "new" if base.overwrite else model_status(cfg)
             if status == "finished":
                 log(f"{cfg.name}: finished checkpoint exists, skipped (use --overwrite to retrain)")
@@ -59,7 +61,8 @@ def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[dict[s
     summaries = []
     for plane in dict.fromkeys(cfg.plane for cfg in todo):
         group = [cfg for cfg in todo if cfg.plane == plane]
-        data = check_and_load(group[0].data_dir, [c.task for c in group], (plane,))
+        tasks = list(dict.fromkeys(t for cfg in group for t in cfg.tasks))
+        data = check_and_load(group[0].data_dir, tasks, (plane,))
         for cfg in group:
             summaries.append(train(cfg, data=data, explicit=explicit))
         del data

@@ -4,7 +4,12 @@ MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume st
 MODELS/<task>-<plane>/metrics.csv             one row per epoch
 MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
 MODELS/<task>-<plane>/config.json, environment.json, train.log
-MODELS/runs/<task>-<plane>/                   TensorBoard events
+MODELS/all-<plane>/best.pt, last.pt, metrics.csv, config.json, environment.json
+                                              a multi-task run (--task all): one network, a logit per task
+MODELS/<task>-<plane>/best.pt, valid_predictions.csv
+                                              ... and its per-task views, written at its best epoch: single-task
+                                              checkpoints (the head's row for the task), read like any other
+MODELS/runs/<task>-<plane>/, runs/all-<plane>/  TensorBoard events
 MODELS/ensemble-<task>.joblib                 the task's stacker
 MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
 MODELS/report/                                evaluate's default output

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import run_script, run_training, train_config
+from helpers import run_script, run_training, train_config, write_tiny_layout
 
 from mrnet import PLANES, TASKS
 from mrnet.checkpoint import load_checkpoint
@@ -128,14 +128,15 @@ def test_single_and_multitask_runs_of_a_plane_do_not_mix(tiny_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", list(BACKBONES))
-def test_every_backbone_trains_and_evaluates_through_the_commands(backbone, tiny_data, tmp_path):
-    models = tmp_path / "models"
-    argv = ["--data-dir", str(tiny_data), "--models-dir", str(models), *QUICK, "--backbone", backbone]
+def test_every_backbone_trains_and_evaluates_through_the_commands(backbone, tmp_path):
+    data, models = write_tiny_layout(tmp_path / "data", n_train=6, n_valid=4, slices=(2, 3)), tmp_path / "models"
+    argv = ["--data-dir", str(data), "--models-dir", str(models), *QUICK, "--backbone", backbone]
     quiet(train_all_main, [*argv, "--task", "all", "--depth", "4"])
     for task in TASKS:
         model, _ = load_plane_model(models, task, "sagittal", torch.device("cpu"))
         assert model.args.backbone == backbone and model.args.outputs == 1
-    metrics = quiet(evaluate_main, ["--data-dir", str(tiny_data), "--models-dir", str(models), "--bootstrap", "10"])
+    evaluate = ["--data-dir", str(data), "--models-dir", str(models), "--bootstrap", "10", "--heatmap-exams", "1"]
+    metrics = quiet(evaluate_main, evaluate)
     assert np.isfinite(metrics.loc[metrics["task"] == "mean", "auc"]).all()
 
 

@@ -121,6 +121,8 @@ def format_table(results: dict[str, Any]) -> str:
     )
     lines = [
         f"device  {device['type']} ({where}), torch {device['torch']}",
+        f"model   {results['config'].get('backbone', 'alexnet')}, pool {results['config'].get('pool', 'max')} "
+        "(project side)",
         f"data    {data['exams']} exams, {data['size']} px, {data['slices_min']}-{data['slices_max']} slices "
         f"(mean {data['slices_mean']:.1f}, {data['slices_total']} in all), {data['plane']}",
         "",

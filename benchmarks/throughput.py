@@ -43,7 +43,8 @@ from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_
 from mrnet.errors import at_least, check_options, one_of
 from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.files import write_json
-from mrnet.models import MRNet, build_model
+from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
+from mrnet.training.config import BACKBONE_NAMES, POOL_NAMES
 from mrnet.training.engine import epoch_augment, train_one_epoch, validate
 from mrnet.training.loss import positive_class_weight
 
@@ -78,6 +79,9 @@ class BenchConfig:
     exams_per_step: int = 1
     eval_max_slices: int | None = None  # None: mrnet.device.eval_max_slices' default (64 on the CPU, 512 on CUDA)
     compile: bool = False
+    backbone: str = "alexnet"  # project side; the reference loop is AlexNet's
+    pool: str = "max"
+    depth: int = 32  # r3d_18's resampled depth
     threads: int | None = None
     isolate: bool = True  # each phase in a fresh process (clean peak memory); False: all in this one
     seed: int = 0
@@ -108,6 +112,14 @@ def validate_config(cfg: BenchConfig) -> None:
             at_least("--exams-per-step", cfg.exams_per_step, 1),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
             at_least("--threads", cfg.threads, 1),
+            one_of("--backbone", cfg.backbone, BACKBONE_NAMES),
+            one_of("--pool", cfg.pool, POOL_NAMES),
+            at_least("--depth", cfg.depth, 1),
+            (
+                cfg.project_only or (cfg.backbone, cfg.pool) == ("alexnet", "max"),
+                f"--backbone {cfg.backbone} --pool {cfg.pool}: the reference loop is the paper's AlexNet with max "
+                "pooling; measure other models with --project-only",
+            ),
         ]
     )
 
@@ -133,13 +145,14 @@ def phases_of(cfg: BenchConfig) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- one phase
 
 
-def build_bench_model(cfg: BenchConfig, side: str, device: torch.device) -> MRNet:
+def build_bench_model(cfg: BenchConfig, side: str, device: torch.device) -> PlaneModel:
     """The same initialisation on both sides; the project side also gets the requested options."""
     torch.manual_seed(cfg.seed)
-    model = build_model(pretrained=False).to(device)  # weights do not change the speed; no download
+    args = ModelArgs(backbone=cfg.backbone, pool=cfg.pool, depth=cfg.depth) if side == "project" else ModelArgs()
+    model = build_model(pretrained=False, args=args).to(device)  # weights do not change the speed; no download
     if side == "project":
         if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=memory_format(model))
         if cfg.compile:
             # Only the convolutions: the per-exam max takes a Python list of slice counts, on
             # which a compiled forward would recompile. dynamic=True: slice counts vary.
@@ -154,7 +167,7 @@ def warmup_indices(cfg: BenchConfig, exams: ExamSet) -> list[int]:
 
 
 def phase_runners(
-    cfg: BenchConfig, side: str, mode: str, model: MRNet, exams: ExamSet, device: torch.device
+    cfg: BenchConfig, side: str, mode: str, model: PlaneModel, exams: ExamSet, device: torch.device
 ) -> tuple[Callable[[list[int]], object], dict[str, Any]]:
     """A function running the phase over given exam indices, and facts about its setup."""
     pos_weight = positive_class_weight(np.asarray(exams.labels), "benchmark labels")
@@ -302,6 +315,16 @@ def get_args_parser() -> argparse.ArgumentParser:
         "as training and evaluation use)",
     )
     parser.add_argument("--compile", action="store_true", help="project side: torch.compile the convolutions")
+    parser.add_argument(
+        "--backbone",
+        default=d.backbone,
+        choices=BACKBONE_NAMES,
+        help=f"project side backbone (default {d.backbone}; others need --project-only)",
+    )
+    parser.add_argument(
+        "--pool", default=d.pool, choices=POOL_NAMES, help=f"project side pooling over slices (default {d.pool})"
+    )
+    parser.add_argument("--depth", type=int, default=d.depth, help=f"r3d_18: resampled depth (default {d.depth})")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument(
         "--in-process",

@@ -1,9 +1,10 @@
 """Class activation maps (Bien et al. 2018, Fig. 4): where in which slices a plane model saw its evidence.
 
-The MRNet head is linear after two poolings: per slice, the 256 feature maps are averaged
-to a vector; the vectors are max-pooled over slices; one linear layer gives the logit. So
-the classifier weights w (256,) dotted with a slice's feature maps (256, h, w) give a map
-whose spatial mean is that slice's contribution before the max over slices. Nothing here
+The MRNet head is linear after two poolings: per slice, the F feature maps are averaged
+to a vector; the vectors are pooled over slices (max, mean or attention); one linear layer
+gives the logit. So the classifier weights w (F,) dotted with a slice's feature maps
+(F, h, w) give a map whose spatial mean is that slice's contribution before the pool over
+slices. A 3-D model gets the same over its volume's maps. Nothing here
 trains or changes the model.
 """
 
@@ -22,40 +23,59 @@ from PIL import Image, ImageDraw
 
 from .data.transforms import preprocess
 from .device import to_device
-from .models import MRNet
+from .models import PlaneModel, VolumeNet
 
 COLORMAP = "inferno"
 OVERLAY_ALPHA = 0.45
 
 
 @torch.inference_mode()
-def class_activation_maps(model: MRNet, series: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def class_activation_maps(model: PlaneModel, series: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (s, H, W) -> CAMs (s, H, W) float32 and per-slice scores (s,) float64.
 
-    Maps: w . (last conv layer's ReLU output), taken before AlexNet's final max pool. That
-    pool only keeps local maxima of the same maps, so the evidence is the same while the
-    resolution doubles (15x15 instead of 7x7 at 256 px; 3x3 instead of a single pixel at
-    64 px). They are upsampled bilinearly to the slice size.
+    Maps: w . (the backbone's feature maps); for AlexNet taken before its final max pool.
+    That pool only keeps local maxima of the same maps, so the evidence is the same while
+    the resolution doubles (15x15 instead of 7x7 at 256 px; 3x3 instead of a single pixel
+    at 64 px). They are upsampled bilinearly to the slice size.
 
-    Slice scores: the exact share of the logit that flows through each slice. The max over
-    slices picks, for each of the 256 features, one winning slice; a slice's score is the
-    sum of w_k * feature_k over the features it wins, so scores + bias = the exam's logit
-    and a slice that wins no feature scores 0. Ranking slices by this (rather than by the
-    CAM's maximum) names the slices that actually drive the prediction: a slice can hold a
-    bright CAM peak and still lose every feature's max to another slice.
+    Slice scores: the exact share of the logit that flows through each slice, so
+    scores + bias = the exam's logit. Max pooling picks, for each feature, one winning
+    slice; a slice's score is the sum of w_k * feature_k over the features it wins (a slice
+    that wins none scores 0). Ranking slices by this (rather than by the CAM's maximum)
+    names the slices that actually drive the prediction. With mean or attention pooling a
+    slice's score is its weight a_i times w . h_i (a_i = 1/s for the mean).
     """
     model.eval()
     views = preprocess(to_device(series, device))  # (s, 1, H, W)
-    maps = model.feature_maps(views)  # (s, 256, h, w)
-    pooled = model.pool(model.features[-1](maps)).flatten(1)  # (s, 256), exactly what forward() pools
-    weights = model.classifier.weight[0]  # (256,)
+    if isinstance(model, VolumeNet):
+        return _volume_cams(model, views, series.shape)
+    maps = model.feature_maps(views)  # (s, F, h, w)
+    per_slice = model.features_from_maps(maps)  # (s, F), exactly what forward() pools
+    weights = model.classifier.weight[0]  # (F,)
 
     cams = torch.einsum("c,schw->shw", weights, maps)  # (s, h, w)
     cams = F.interpolate(cams[:, None], size=series.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
-    best, winner = pooled.max(dim=0)  # (256,), (256,): the slice each feature's max comes from
-    scores = torch.zeros(series.shape[0], dtype=torch.float64, device=pooled.device)
-    scores.index_add_(0, winner, (weights * best).double())
+    share = model.slice_pool.weights(per_slice)  # (s,) or None for max pooling
+    if share is None:
+        best, winner = per_slice.max(dim=0)  # (F,), (F,): the slice each feature's max comes from
+        scores = torch.zeros(series.shape[0], dtype=torch.float64, device=per_slice.device)
+        scores.index_add_(0, winner, (weights * best).double())
+    else:
+        scores = share.double() * (per_slice @ weights).double()  # (s,)
+    return cams.float().cpu().numpy(), scores.cpu().numpy()
+
+
+def _volume_cams(model: VolumeNet, views: torch.Tensor, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D model: w . (last block's maps) (d, h, w), resampled to the series' (s, H, W).
+
+    The logit is w . mean(maps) + b, so a slice's score is its share of that mean: the
+    resampled map summed over the slice, divided by the number of voxels.
+    """
+    maps = model.feature_maps(model.volumes(views, [views.shape[0]]))[0]  # (F, d, h, w)
+    cam = torch.einsum("c,cdhw->dhw", model.classifier.weight[0], maps)  # (d, h, w)
+    cams = F.interpolate(cam[None, None], size=tuple(shape), mode="trilinear", align_corners=False)[0, 0]  # (s, H, W)
+    scores = cams.double().sum(dim=(1, 2)) / cams.numel()
     return cams.float().cpu().numpy(), scores.cpu().numpy()
 
 
@@ -93,17 +113,22 @@ def save_cam_overlays(
     out_dir: str | Path,
     prefix: str,
     top_k: int = 3,
+    slice_weights: np.ndarray | None = None,
 ) -> list[Path]:
-    """PNG overlays of the top_k slices by score; returns their paths, best slice first."""
+    """PNG overlays of the top_k slices by score; returns their paths, best slice first.
+
+    `slice_weights` (attention pooling) adds each slice's attention weight to its title.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     heat = normalise_cams(cams)
     paths = []
     for rank, index in enumerate(top_slices(slice_scores, top_k), start=1):
         path = out_dir / f"{prefix}-top{rank}-slice{index:02d}.png"
-        _save_overlay_figure(
-            overlay_rgb(series[index], heat[index]), f"{prefix}  slice {index}  score {slice_scores[index]:+.3f}", path
-        )
+        title = f"{prefix}  slice {index}  score {slice_scores[index]:+.3f}"
+        if slice_weights is not None:
+            title += f"  attention {slice_weights[index]:.2f}"
+        _save_overlay_figure(overlay_rgb(series[index], heat[index]), title, path)
         paths.append(path)
     return paths
 

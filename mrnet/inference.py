@@ -24,7 +24,8 @@ from .data.series import resize_series
 from .data.transforms import preprocess
 from .device import Scoring, autocast, describe, to_device
 from .errors import CheckpointError, MRNetError
-from .models import MRNet, model_for_inference
+from .models import PlaneModel, model_for_inference
+from .models.pooling import GatedAttentionPool
 
 DEFAULT_IMAGE_SIZE = 256  # MRNet-v1.0's slice size, assumed for checkpoints that do not record theirs
 
@@ -45,16 +46,16 @@ def batches_by_slices(slice_counts: Sequence[int], max_slices: int) -> Iterator[
 
 @torch.inference_mode()
 def predict_logits(
-    model: MRNet,
+    model: PlaneModel,
     series: Sequence[np.ndarray],
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     max_slices: int = 512,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Logits (n,) for every series, several exams per forward pass (deterministic path).
+    """Logits (n,) for every series ((n, tasks) for a multi-task model), several exams per forward pass.
 
-    The per-exam max is taken inside each exam's own slices, so the numbers match one
+    Each exam is pooled inside its own slices, so the numbers match one
     exam at a time; batching only changes how many slices the convolutions see at once.
     """
     model = getattr(model, "module", model)  # inference needs no gradient sync across ranks
@@ -69,6 +70,15 @@ def predict_logits(
     if not outputs:
         return np.zeros(0, dtype=np.float64)
     return torch.cat(outputs).double().cpu().numpy()
+
+
+@torch.inference_mode()
+def slice_attention(model: PlaneModel, series: np.ndarray, device: torch.device) -> np.ndarray | None:
+    """(s,) attention weights of one series' slices (they sum to 1): which slices decided; None unless
+    the model pools slices by attention."""
+    if not isinstance(getattr(model, "slice_pool", None), GatedAttentionPool):
+        return None
+    return model.slice_weights(preprocess(to_device(series, device))).double().cpu().numpy()
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -88,19 +98,19 @@ class TaskModels:
     """The three plane models of a task and the slice size each was trained on."""
 
     task: str
-    models: dict[str, MRNet]
+    models: dict[str, PlaneModel]
     image_sizes: dict[str, int]
 
 
 def load_plane_model(
     models_dir: str | Path, task: str, plane: str, device: torch.device, image_size: int | None = None
-) -> tuple[MRNet, int]:
+) -> tuple[PlaneModel, int]:
     """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
     path = layout.best_checkpoint(models_dir, task, plane)
     ckpt = load_checkpoint(path, task, plane)
     size = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
     try:
-        return model_for_inference(ckpt.get("model"), device), size
+        return model_for_inference(ckpt.get("model"), device, ckpt.get("model_args")), size
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
 
@@ -193,8 +203,12 @@ def predict_exams(
     scoring: Scoring,
     converted: dict[tuple[Path, str], np.ndarray] | None = None,
     cam: CamOptions | None = None,
+    attention: dict[str, dict[str, dict[str, list[float]]]] | None = None,
 ) -> pd.DataFrame:
     """One row per exam: `case`, then each task's `{task}_{plane}` probabilities (the stackers come after).
+
+    `attention`, when given, is filled with case -> task -> plane -> per-slice attention
+    weights for the models that pool slices by attention.
 
     Plane by plane, so only one plane's series are held in memory; every task's model for
     that plane scores all exams in batches.
@@ -209,6 +223,11 @@ def predict_exams(
             series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams, strict=True)]
             logits = predict_logits(tm.models[plane], series, *scoring.args())
             table[f"{tm.task}_{plane}"] = sigmoid(logits)
+            if attention is not None:
+                for exam, volume in zip(exams, series, strict=True):
+                    weights = slice_attention(tm.models[plane], volume, scoring.device)
+                    if weights is not None:
+                        attention.setdefault(exam.case, {}).setdefault(tm.task, {})[plane] = weights.tolist()
             if cam is not None:
                 write_cams(cam, exams, series, tm, plane, scoring.device)
         del raw
@@ -237,6 +256,7 @@ def write_cams(
     for exam, volume in zip(exams, series, strict=True):
         cams, scores = class_activation_maps(tm.models[plane], volume, device)
         folder = cam.out_dir / exam.case
-        save_cam_overlays(volume, cams, scores, folder, f"{tm.task}-{plane}", top_k=cam.top_k)
+        weights = slice_attention(tm.models[plane], volume, device)
+        save_cam_overlays(volume, cams, scores, folder, f"{tm.task}-{plane}", top_k=cam.top_k, slice_weights=weights)
         if cam.gif:
             save_cam_gif(volume, cams, scores, folder / f"{tm.task}-{plane}.gif")

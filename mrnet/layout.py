@@ -5,7 +5,12 @@ MODELS/<task>-<plane>/metrics.csv             one row per epoch
 MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
 MODELS/<task>-<plane>/config.json, environment.json, train.log
 MODELS/<task>-<plane>/run.lock                held by the one process writing the run
-MODELS/runs/<task>-<plane>/                   TensorBoard events
+MODELS/all-<plane>/best.pt, last.pt, metrics.csv, config.json, environment.json, run.lock
+                                              a multi-task run (--task all): one network, a logit per task
+MODELS/<task>-<plane>/best.pt, valid_predictions.csv
+                                              ... and its per-task views, written at its best epoch: single-task
+                                              checkpoints (the head's row for the task), read like any other
+MODELS/runs/<task>-<plane>/, runs/all-<plane>/  TensorBoard events
 MODELS/ensemble-<task>.json                   the task's stacker, as plain numbers (what the commands load)
 MODELS/ensemble-<task>.joblib                 the same stacker pickled, for scikit-learn users (never loaded by default)
 MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json

@@ -88,8 +88,10 @@ def predictions_json(
     tasks: Sequence[str],
     task_models: Sequence[TaskModels],
     input_notes: dict[str, list[str]] | None = None,
+    attention: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The predictions with each exam's inputs and, for DICOM, how each series was chosen and converted."""
+    """The predictions with each exam's inputs; for DICOM, how each series was chosen and converted; with
+    attention-pooling models, each slice's weight."""
     sources = {e.case: e.sources for e in exams}
     exam_rows = []
     for row in table.to_dict("records"):
@@ -101,6 +103,8 @@ def predictions_json(
                 "input_notes": (input_notes or {}).get(row["case"], []),
             }
         )
+        if attention and row["case"] in attention:
+            exam_rows[-1]["slice_attention"] = attention[row["case"]]
     return {
         "tasks": list(tasks),
         "image_sizes": {tm.task: tm.image_sizes for tm in task_models},
@@ -177,9 +181,12 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
-    table = predict_exams(exams, task_models, scoring, inputs.converted, cam)
+    attention: dict[str, Any] = {}
+    table = predict_exams(exams, task_models, scoring, inputs.converted, cam, attention)
     table = add_ensemble_columns(table, ensembles)
-    written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case))
+    written, notes = write_outputs(
+        cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case, attention)
+    )
     if cfg.html:
         started = time.perf_counter()
         written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)

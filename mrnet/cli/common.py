@@ -90,8 +90,40 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help=f"fixes data order, augmentation and initialisation (default {d.seed})"
     )
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
-    add_switch(parser, "--no-pretrained", "pretrained", False, "train AlexNet from scratch instead of ImageNet weights")
-    parser.add_argument("--weights", default=None, help="a local torchvision AlexNet weights file (no download)")
+    from ..training.config import BACKBONE_NAMES, BN_NAMES, POOL_NAMES
+
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        choices=BACKBONE_NAMES,
+        help=f"per-slice network (r3d_18: one 3-D network over the volume) (default {d.backbone}, the paper's)",
+    )
+    parser.add_argument(
+        "--pool",
+        default=None,
+        choices=POOL_NAMES,
+        help=f"pooling over slices; attention: gated attention (Ilse et al. 2018) (default {d.pool}, the paper's)",
+    )
+    parser.add_argument(
+        "--depth", type=int, default=None, help=f"r3d_18: slices resampled to this depth (default {d.depth})"
+    )
+    parser.add_argument(
+        "--bn",
+        default=None,
+        choices=BN_NAMES,
+        help="BatchNorm backbones while training: train (statistics of each step's slices) or frozen "
+        f"(running statistics kept) (default {d.bn})",
+    )
+    add_switch(
+        parser,
+        "--no-pretrained",
+        "pretrained",
+        False,
+        "train the backbone from scratch instead of ImageNet (Kinetics for r3d_18) weights",
+    )
+    parser.add_argument(
+        "--weights", default=None, help="a local torchvision weights file of the backbone (no download)"
+    )
     add_switch(parser, "--no-augment", "augment", False, "switch off rotation/shift/flip augmentation")
     parser.add_argument(
         "--exams-per-step", type=int, default=None, help="exams per optimiser step (default 1, the paper's recipe)"

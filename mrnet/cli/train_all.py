@@ -29,6 +29,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         allow_abbrev=False, description="Train all per-plane models and the stacked ensembles."
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
+    parser.add_argument(
+        "--task",
+        default=None,
+        choices=("all",),
+        help="all: one multi-task network per plane (3 networks instead of 9), written as single-task models",
+    )
     parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique)
     parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
     parser.add_argument(
@@ -73,8 +79,11 @@ def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    args = get_args_parser().parse_args(argv)
-    base, explicit = training_config_from_args(args, task=args.tasks[0], plane=args.planes[0])
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.task == "all" and args.tasks != list(TASKS):
+        parser.error("--task all trains every task at once; leave out --tasks")
+    base, explicit = training_config_from_args(args, task=args.task or args.tasks[0], plane=args.planes[0])
     explicit -= {"task", "plane", "resume"}
     from ..data.dataset import check_and_load
     from ..device import check_devices
@@ -85,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     check_devices(devices)
     # Every data problem before hours of work; the headers also tell whether finished models saw this data.
     headers = check_and_load(base.data_dir, args.tasks, args.planes, load=False)
-    todo = pending_models(base, args.tasks, args.planes, explicit=explicit, data=headers)
+    todo = pending_models(base, [args.task] if args.task else args.tasks, args.planes, explicit=explicit, data=headers)
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
     else:

@@ -12,7 +12,12 @@ from .common import add_training_args, run_cli, training_config_from_args
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(allow_abbrev=False, description="Train one per-plane MRNet model.")
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=(*TASKS, "all"),
+        help="the task; all: one network with a logit per task, written as three single-task models",
+    )
     parser.add_argument("--plane", required=True, choices=PLANES)
     add_training_args(parser)
     return parser

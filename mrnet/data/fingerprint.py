@@ -14,6 +14,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from .. import TASKS
+
 FINGERPRINT_VERSION = 1
 MAX_NAMED = 6
 
@@ -35,8 +39,15 @@ def fingerprint_of(splits: Mapping[str, Any], task: str) -> dict[str, Any]:
     result: dict[str, Any] = {"version": FINGERPRINT_VERSION, "task": task}
     for name, split in splits.items():
         shapes = [split.series[case].shape for case in split.cases]
-        result[name] = split_fingerprint(split.cases, split.labels_for(task), shapes)
+        result[name] = split_fingerprint(split.cases, task_labels(split, task), shapes)
     return result
+
+
+def task_labels(split: Any, task: str) -> np.ndarray:
+    """A task's labels; for a multi-task run ('all'), each exam's label combination as one number (0-7)."""
+    if task in TASKS:
+        return split.labels_for(task)
+    return sum(split.labels_for(t).astype(np.int64) << bit for bit, t in enumerate(reversed(TASKS)))
 
 
 def describe_changes(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:

@@ -25,7 +25,7 @@ from ..device import Scoring
 from ..ensemble_format import ensemble_probabilities, load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
-from ..inference import fit_to_size, load_plane_model, plane_probabilities
+from ..inference import fit_to_size, load_plane_model, plane_probabilities, slice_attention
 from ..runinfo import environment, plain
 from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
 from .report import ReportContent, plot_roc, save_csv, write_report
@@ -177,7 +177,9 @@ def write_heatmaps(
         path = series_path(cfg.data_dir, cfg.split, plane, row.case)
         series = fit_to_size(load_series(path), size, path, warned)  # as scored, so the heatmap shows what was seen
         cams, scores = class_activation_maps(model, series, device)
-        for path in save_cam_overlays(series, cams, scores, folder, f"{task}-{row.case}-{plane}", HEATMAP_SLICES):
+        weights = slice_attention(model, series, device)
+        prefix = f"{task}-{row.case}-{plane}"
+        for path in save_cam_overlays(series, cams, scores, folder, prefix, HEATMAP_SLICES, slice_weights=weights):
             items.append((f"{task} {row.case} {plane} (ensemble p = {row.ensemble:.2f})", path))
     return items
 

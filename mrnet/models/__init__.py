@@ -1,6 +1,20 @@
-"""Models: MRNet (per-slice AlexNet features, max over slices, one logit) and what builds it."""
+"""Models: MRNet (a backbone per slice, a pool over slices, a linear head), the 3-D option, what builds them."""
 
-from .build import build_model, model_for_inference
-from .mrnet import ModelArgs, MRNet
+from .backbones import BACKBONES
+from .build import PlaneModel, build_model, memory_format, model_for_inference
+from .mrnet import BN_MODES, ModelArgs, MRNet
+from .pooling import POOLS
+from .volume import VolumeNet
 
-__all__ = ["MRNet", "ModelArgs", "build_model", "model_for_inference"]
+__all__ = [
+    "BACKBONES",
+    "BN_MODES",
+    "POOLS",
+    "MRNet",
+    "ModelArgs",
+    "PlaneModel",
+    "VolumeNet",
+    "build_model",
+    "memory_format",
+    "model_for_inference",
+]

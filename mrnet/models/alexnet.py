@@ -1,17 +1,11 @@
-"""AlexNet's convolutional feature extractor: built here, initialised from ImageNet or from scratch.
+"""AlexNet's convolutional feature extractor, built here, and its from-scratch initialisation.
 
-Pretrained weights come through torchvision's weights API (downloaded once into torch's hub
-cache), or from a local file for machines without internet.
+Its pretrained weights load like every backbone's (backbones.init_extractor).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from torch import nn
-
-from ..errors import MRNetError
 
 FEATURES = 256  # channels of AlexNet's last conv layer
 
@@ -51,45 +45,3 @@ def init_from_scratch(features: nn.Sequential) -> None:
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(layer.bias)
-
-
-def _features_only(state: dict) -> dict:
-    prefix = "features."
-    features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    return features
-
-
-def features_from_torchvision() -> dict:
-    from torchvision.models import AlexNet_Weights  # only real training needs torchvision's weight registry
-
-    weights = AlexNet_Weights.IMAGENET1K_V1
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as err:  # network errors come in many types (URLError, OSError, SSL, ...)
-        file_name = weights.url.rsplit("/", 1)[-1]
-        hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
-        raise MRNetError(
-            f"could not get the ImageNet AlexNet weights ({type(err).__name__}: {err}).\n"
-            f"  Either train from scratch with --no-pretrained,\n"
-            f"  or copy {file_name} (from {weights.url}) to {hub_dir / file_name},\n"
-            f"  or pass it with --weights PATH."
-        ) from None
-    return _features_only(state)
-
-
-def features_from_file(path: Path) -> dict:
-    if not path.is_file():
-        raise MRNetError(f"--weights {path}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MRNetError(f"--weights {path}: not a readable torch state dict ({err})") from None
-    if not isinstance(state, dict):
-        raise MRNetError(f"--weights {path}: expected a torchvision AlexNet state dict")
-    features = _features_only(state)
-    expected = set(alexnet_features().state_dict())
-    if set(features) != expected:
-        raise MRNetError(
-            f"--weights {path}: not a torchvision AlexNet state dict (expected keys like 'features.0.weight')"
-        )
-    return features

@@ -1,42 +1,55 @@
-"""Making an MRNet to train (ImageNet, a weights file, or from scratch) or to run a checkpoint."""
+"""Making a model to train (pretrained, a weights file, or from scratch) or to run a checkpoint."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
+from torch import nn
 
 from ..errors import CheckpointError
-from .alexnet import features_from_file, features_from_torchvision, init_from_scratch
-from .mrnet import MRNet
+from .backbones import backbone, init_extractor
+from .mrnet import ModelArgs, MRNet
+from .volume import VolumeNet
+
+PlaneModel = MRNet | VolumeNet  # one plane's network: slices concatenated over exams -> logits
 
 
-def build_model(pretrained: bool = True, weights_path: str | None = None) -> MRNet:
-    """A fresh MRNet, its AlexNet features from ImageNet unless asked to start from scratch.
+def new_model(args: ModelArgs) -> PlaneModel:
+    """The network that `args` describe, with torchvision's default init (no weights loaded)."""
+    return VolumeNet(args) if backbone(args.backbone).volumetric else MRNet(args)
 
-    `weights_path` (a torchvision AlexNet state dict file) serves machines with no internet.
+
+def build_model(pretrained: bool = True, weights_path: str | None = None, args: ModelArgs | None = None) -> PlaneModel:
+    """A fresh model, its backbone pretrained unless asked to start from scratch.
+
+    `weights_path` (a torchvision state dict file of the backbone) serves machines with no
+    internet. Pooling and head layers always start from the seeded random init.
     """
-    model = MRNet()
-    if weights_path:
-        model.features.load_state_dict(features_from_file(Path(weights_path)))
-    elif pretrained:
-        model.features.load_state_dict(features_from_torchvision())
-    else:
-        init_from_scratch(model.features)
+    args = args or ModelArgs()
+    model = new_model(args)
+    init_extractor(model.features, backbone(args.backbone), pretrained, weights_path)
     return model
 
 
-def model_for_inference(state: dict[str, torch.Tensor], device: torch.device) -> MRNet:
-    """An MRNet holding a checkpoint's weights, in eval mode and channels_last, built without a random init.
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """channels_last for 2-D backbones (measured faster, README 'Speed'); its 3-D form for volumes."""
+    return torch.channels_last_3d if isinstance(model, VolumeNet) else torch.channels_last
+
+
+def model_for_inference(
+    state: dict[str, torch.Tensor], device: torch.device, args: dict | ModelArgs | None = None
+) -> PlaneModel:
+    """A model holding a checkpoint's weights, rebuilt from its `model_args`, in eval mode, built without a random init.
 
     A normal construction draws random weights only for the checkpoint to replace them; on
     the meta device nothing is drawn, and the checkpoint's tensors are assigned in place of
-    the empty ones. channels_last as in training (README, 'Speed').
+    the empty ones. Checkpoints without model_args (or with only the old {"features": 256})
+    are the paper's AlexNet with max pooling and one output.
     """
+    args = args if isinstance(args, ModelArgs) else ModelArgs.from_dict(args)
     with torch.device("meta"):
-        model = MRNet()
+        model = new_model(args)
     try:
         model.load_state_dict(state, assign=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"the checkpoint does not hold MRNet weights ({str(err).splitlines()[0]})") from None
-    return model.to(device, memory_format=torch.channels_last).eval()
+    return model.to(device, memory_format=memory_format(model)).eval()

@@ -1,73 +1,116 @@
-"""The MRNet model: AlexNet features per slice, average pool, max over slices, one logit.
+"""The MRNet model: a backbone per slice, average pool, a pool over slices, a linear head.
 
-Pure: tensors in, logits out; no files, no loss, no devices chosen here.
+With the defaults (AlexNet, max over slices, one output) this is Bien et al. 2018. Pure:
+tensors in, logits out; no files, no loss, no devices chosen here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .alexnet import FEATURES, alexnet_features
+from .backbones import backbone, fold_first_conv
+from .pooling import make_pool
+
+BN_MODES = ("train", "frozen")
 
 
 @dataclass
 class ModelArgs:
-    """What rebuilds an MRNet; stored inside each checkpoint as plain types."""
+    """What rebuilds a model; stored inside each checkpoint as plain types.
 
-    features: int = FEATURES
+    Checkpoints written before these fields existed hold {"features": 256} only: they read
+    as the defaults, the paper's AlexNet with max pooling and one output.
+    """
+
+    backbone: str = "alexnet"
+    pool: str = "max"  # over slices: max (the paper's), mean, attention; the 3-D backbone ignores it
+    outputs: int = 1  # logits: 1 per single-task model, 3 for one multi-task model per plane
+    depth: int = 32  # 3-D backbone: slices resampled to this depth
+    bn: str = "train"  # BatchNorm statistics while training: "train" (batch) or "frozen" (running)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any] | None) -> ModelArgs:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (saved or {}).items() if k in known})
 
 
-class MRNet(nn.Module):
-    """Bien et al. 2018: a slice-wise AlexNet whose per-slice features are max-pooled."""
+class FrozenBatchNormMixin:
+    """BatchNorm layers stay in eval mode while the rest trains (args.bn == "frozen").
+
+    One exam's slices are a small, highly correlated batch; frozen statistics keep the
+    pretrained (or first-learned) normalisation instead of re-estimating it per exam.
+    """
+
+    args: ModelArgs
+
+    def train(self, mode: bool = True):
+        super().train(mode)  # type: ignore[misc]
+        if mode and self.args.bn == "frozen":
+            for module in self.modules():  # type: ignore[attr-defined]
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+class MRNet(FrozenBatchNormMixin, nn.Module):
+    """Slice-wise features from a 2-D backbone, pooled over slices, then one logit per output."""
 
     def __init__(self, args: ModelArgs | None = None):
         super().__init__()
         self.args = args or ModelArgs()
-        self.features = alexnet_features()
+        spec = backbone(self.args.backbone)
+        self.maps_before_last = spec.maps_before_last
+        self.features = fold_first_conv(spec.build())
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.args.features, 1)
+        self.slice_pool = make_pool(self.args.pool, spec.features)
+        self.classifier = nn.Linear(spec.features, self.args.outputs)
 
     def feature_maps(self, slices: torch.Tensor) -> torch.Tensor:
-        """(n, C, H, W) -> (n, 256, h, w): the last conv layer's ReLU output, before AlexNet's final max pool.
+        """(n, C, H, W), C = 1 or 3 -> (n, F, h, w): the maps that the CAMs read.
 
         C is 3 (the grey slice repeated, as ImageNet models take it) or 1 (the grey slice
-        itself). With one channel the first convolution uses its kernels summed over the
-        three colour channels: conv(w, [x, x, x]) = conv(w_r + w_g + w_b, x), so the result
-        is the same, and so is every weight's gradient (the sum passes each colour kernel
-        the gradient it would get from its own copy of x), at a third of that layer's work
-        and without building a 3-channel copy of every slice.
+        itself, through the folded first convolution: same result, a third of its work).
+        For AlexNet these are the last conv layer's ReLU output, before its final max pool.
         """
-        first = self.features[0]
-        if slices.shape[1] == 1:
-            x = F.conv2d(slices, first.weight.sum(dim=1, keepdim=True), first.bias, first.stride, first.padding)
-        else:
-            x = first(slices)
-        for layer in list(self.features)[1:-1]:
-            x = layer(x)
-        return x
+        if self.maps_before_last:
+            for layer in list(self.features)[:-1]:
+                slices = layer(slices)
+            return slices
+        return self.features(slices)
+
+    def features_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """(n, F, h, w) -> (n, F): what the pool over slices sees per slice."""
+        if self.maps_before_last:
+            maps = self.features[-1](maps)
+        return self.pool(maps).flatten(1)
 
     def slice_features(self, slices: torch.Tensor) -> torch.Tensor:
-        """(n, C, H, W), C = 1 or 3 -> (n, 256): one pooled feature vector per slice."""
-        return self.pool(self.features[-1](self.feature_maps(slices))).flatten(1)
+        """(n, C, H, W), C = 1 or 3 -> (n, F): one pooled feature vector per slice."""
+        return self.features_from_maps(self.feature_maps(slices))
+
+    def slice_weights(self, slices: torch.Tensor) -> torch.Tensor | None:
+        """One exam (s, C, H, W) -> (s,) attention (or mean) weights; None for max pooling."""
+        return self.slice_pool.weights(self.slice_features(slices))
 
     def forward(self, slices: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
-        """One exam (s, C, H, W) -> logit (1,); or, with `counts`, several exams -> (len(counts),).
+        """One exam (s, C, H, W) -> logits (1,) or (1, outputs); with `counts`, several -> (k,) or (k, outputs).
 
         Several exams arrive as their slices concatenated, (sum(counts), C, H, W). Each exam
-        keeps its own max over its own slices, so the result equals one call per exam while
-        the convolutions run as one large batch. One entry point (rather than two methods)
-        lets DistributedDataParallel see every training forward pass.
+        is pooled over its own slices, so the result equals one call per exam while the
+        convolutions run as one large batch. One entry point (rather than two methods) lets
+        DistributedDataParallel see every training forward pass.
         """
-        per_slice = self.slice_features(slices)  # (sum s, 256)
+        per_slice = self.slice_features(slices)  # (sum s, F)
         if counts is None:
-            return self.classifier(per_slice.amax(dim=0))  # (1,)
-        pooled = torch.stack([chunk.amax(dim=0) for chunk in per_slice.split(list(counts))])  # (k, 256)
-        return self.classifier(pooled).squeeze(1)  # (k,)
+            logits = self.classifier(self.slice_pool.pool(per_slice))  # (outputs,)
+            return logits if self.args.outputs == 1 else logits[None]  # (1,) or (1, outputs)
+        logits = self.classifier(self.slice_pool(per_slice, counts))  # (k, outputs)
+        return logits.squeeze(1) if self.args.outputs == 1 else logits
 
     def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
         """Several exams' slices concatenated -> logits (len(counts),); see forward()."""

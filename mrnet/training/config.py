@@ -10,6 +10,18 @@ from typing import Any
 from .. import AMP_MODES, PLANES, TASKS, layout
 from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
 
+ALL_TASKS = "all"  # --task all: one network per plane with a logit for each of TASKS
+# The model options, as in mrnet.models (not imported here: this module must not import torch).
+BACKBONE_NAMES = ("alexnet", "resnet18", "resnet34", "efficientnet_b0", "mobilenet_v3_small", "r3d_18")
+VOLUME_BACKBONES = ("r3d_18",)
+POOL_NAMES = ("max", "mean", "attention")
+BN_NAMES = ("train", "frozen")
+
+
+def tasks_of(task: str) -> tuple[str, ...]:
+    """The tasks one run learns: all three for a multi-task run, else the one named."""
+    return TASKS if task == ALL_TASKS else (task,)
+
 
 @dataclass
 class TrainConfig:
@@ -27,6 +39,10 @@ class TrainConfig:
     lr_factor: float = 0.3
     seed: int = 0
     device: str = "auto"
+    backbone: str = "alexnet"  # the paper's; see mrnet.models.backbones
+    pool: str = "max"  # over slices: the paper's max, mean, or gated attention
+    depth: int = 32  # 3-D backbone: slices resampled to this depth
+    bn: str = "train"  # BatchNorm statistics while training: per exam ("train") or "frozen"
     pretrained: bool = True
     weights: str | None = None
     augment: bool = True
@@ -44,6 +60,20 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return layout.model_dir(self.models_dir, self.task, self.plane)
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tasks_of(self.task)
+
+    def model_args(self) -> dict[str, Any]:
+        """The mrnet.models.ModelArgs fields of this run, as plain types."""
+        return {
+            "backbone": self.backbone,
+            "pool": self.pool,
+            "outputs": len(self.tasks) if self.task == ALL_TASKS else 1,
+            "depth": self.depth,
+            "bn": self.bn,
+        }
+
 
 # Fields that change what is learned: a resumed run must keep them as they were.
 RECIPE_FIELDS = (
@@ -54,6 +84,10 @@ RECIPE_FIELDS = (
     "lr_patience",
     "lr_factor",
     "seed",
+    "backbone",
+    "pool",
+    "depth",
+    "bn",
     "pretrained",
     "weights",
     "augment",
@@ -66,7 +100,15 @@ RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "cha
 def validate_config(cfg: TrainConfig) -> None:
     check_options(
         [
-            one_of("--task", cfg.task, TASKS),
+            one_of("--task", cfg.task, (*TASKS, ALL_TASKS)),
+            one_of("--backbone", cfg.backbone, BACKBONE_NAMES),
+            one_of("--pool", cfg.pool, POOL_NAMES),
+            one_of("--bn", cfg.bn, BN_NAMES),
+            at_least("--depth", cfg.depth, 1),
+            (
+                cfg.backbone not in VOLUME_BACKBONES or cfg.pool == "max",
+                f"--pool {cfg.pool}: the 3-D backbone {cfg.backbone} pools its volume itself; leave --pool at max",
+            ),
             one_of("--plane", cfg.plane, PLANES),
             at_least("--epochs", cfg.epochs, 1),
             finite_above("--lr", cfg.lr, 0, strictly=True),

@@ -105,7 +105,7 @@ def gather_by_index(indices: Sequence[int], values: np.ndarray, n: int, ranks: R
         return values
     parts: list = [None] * ranks.world_size
     dist.all_gather_object(parts, (list(indices), values.tolist()))
-    full = np.full(n, np.nan)
+    full = np.full((n, *values.shape[1:]), np.nan)  # (n,) or (n, tasks)
     for part_indices, part_values in parts:
         full[part_indices] = part_values
     return full

@@ -11,9 +11,9 @@ from tqdm import tqdm
 from ..data.transforms import SeriesAugment, train_view
 from ..device import autocast, to_device
 from ..inference import predict_logits, progress_off, sigmoid
-from ..models import MRNet
+from ..models import PlaneModel
 from . import distributed
-from .loss import weighted_bce
+from .loss import run_loss
 
 
 def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -36,13 +36,13 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 def train_one_epoch(
-    model: MRNet,
+    model: PlaneModel,
     optimizer: torch.optim.Optimizer,
     series: Sequence[np.ndarray],
     labels: np.ndarray,
     order: Sequence[int],
     augment: SeriesAugment | None,
-    pos_weight: float,
+    pos_weight: float | np.ndarray,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
@@ -50,6 +50,9 @@ def train_one_epoch(
     progress: str | None = None,
 ) -> dict[str, float]:
     """One pass over `order`; with exams_per_step = 1 this is the paper's one exam per step.
+
+    `labels` (n,) with one pos_weight for a single-task model; (n, tasks) with one weight per
+    task for a multi-task model (the loss is then the sum of the tasks' losses).
 
     The loss is summed on the device and read once at the end, so the loop never waits
     for the device to report a number. `scaler` scales the loss for fp16 (a disabled
@@ -65,10 +68,10 @@ def train_one_epoch(
         targets = torch.stack([label_table[i] for i in batch])  # device-side views: no host sync
         with autocast(device, amp_dtype):
             if len(views) == 1:
-                logits = model(views[0])  # (1,)
+                logits = model(views[0])  # (1,) or (1, tasks)
             else:
-                logits = model(torch.cat(views), [v.shape[0] for v in views])  # (k,)
-        loss = weighted_bce(logits.float(), targets, pos_weight)
+                logits = model(torch.cat(views), [v.shape[0] for v in views])  # (k,) or (k, tasks)
+        loss = run_loss(logits.float(), targets, pos_weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -79,10 +82,10 @@ def train_one_epoch(
 
 
 def validate(
-    model: MRNet,
+    model: PlaneModel,
     series: Sequence[np.ndarray],
     labels: np.ndarray,
-    pos_weight: float,
+    pos_weight: float | np.ndarray,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     max_slices: int = 512,
@@ -97,5 +100,5 @@ def validate(
     mine = list(range(ranks.rank, len(series), ranks.world_size))
     logits = predict_logits(model, [series[i] for i in mine], device, amp_dtype, max_slices, progress)
     logits = distributed.gather_by_index(mine, logits, len(series), ranks)
-    loss = weighted_bce(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight)
+    loss = run_loss(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight)
     return {"val_loss": float(loss), "probs": sigmoid(logits)}

@@ -29,3 +29,21 @@ def positive_class_weight(labels: np.ndarray, source: str = "training labels") -
             f"{source} hold {positives} positive and {negatives} negative cases; training needs both classes"
         )
     return negatives / positives
+
+
+def pos_weights(labels: np.ndarray, tasks: tuple[str, ...]) -> float | np.ndarray:
+    """One task's pos_weight (labels (n,)), or each task's own (labels (n, tasks)) for a multi-task run."""
+    if labels.ndim == 1:
+        return positive_class_weight(labels, f"train-{tasks[0]}.csv labels")
+    return np.array([positive_class_weight(labels[:, i], f"train-{task}.csv labels") for i, task in enumerate(tasks)])
+
+
+def run_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray) -> torch.Tensor:
+    """The paper's loss for one task; for a multi-task run (logits (k, tasks)) the sum of each task's.
+
+    Summed, not averaged, over tasks: each task's term is exactly what its single-task run
+    would minimise, so the gradient a task sends through the shared backbone keeps its scale.
+    """
+    if np.ndim(pos_weight) == 0:
+        return weighted_bce(logits, labels, float(pos_weight))
+    return sum(weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(pos_weight))

@@ -10,7 +10,7 @@ import torch
 
 from .. import layout
 from ..checkpoint import save_checkpoint
-from ..models import MRNet
+from ..models import PlaneModel
 from .config import TrainConfig
 
 
@@ -69,7 +69,7 @@ def state_from_checkpoint(ckpt: dict[str, Any]) -> RunState:
     )
 
 
-def checkpoint_payload(cfg: TrainConfig, model: MRNet, state: RunState) -> dict[str, Any]:
+def checkpoint_payload(cfg: TrainConfig, model: PlaneModel, state: RunState) -> dict[str, Any]:
     return {
         "task": cfg.task,
         "plane": cfg.plane,
@@ -88,13 +88,13 @@ def checkpoint_payload(cfg: TrainConfig, model: MRNet, state: RunState) -> dict[
     }
 
 
-def save_best(cfg: TrainConfig, model: MRNet, state: RunState) -> None:
+def save_best(cfg: TrainConfig, model: PlaneModel, state: RunState) -> None:
     save_checkpoint(checkpoint_payload(cfg, model, state), cfg.run_dir() / layout.BEST)
 
 
 def save_last(
     cfg: TrainConfig,
-    model: MRNet,
+    model: PlaneModel,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,

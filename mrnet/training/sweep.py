@@ -28,6 +28,7 @@ from ..data.dataset import SplitData, check_and_load
 from ..data.fingerprint import describe_changes, fingerprint_of
 from ..errors import MRNetError
 from .config import RECIPE_FIELDS, TrainConfig
+from .multitask import check_not_mixed
 from .trainer import train
 
 
@@ -74,6 +75,7 @@ def pending_models(
     for plane in planes:
         for task in tasks:
             cfg = dataclasses.replace(base, task=task, plane=plane)
+            check_not_mixed(cfg)
             status, ckpt = ("new", None) if base.overwrite else model_status(cfg)
             if status == "finished":
                 changes = differences(cfg, ckpt, explicit or set(), data)
@@ -98,7 +100,8 @@ def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[dict[s
     summaries = []
     for plane in dict.fromkeys(cfg.plane for cfg in todo):
         group = [cfg for cfg in todo if cfg.plane == plane]
-        data = check_and_load(group[0].data_dir, [c.task for c in group], (plane,))
+        tasks = list(dict.fromkeys(t for cfg in group for t in cfg.tasks))
+        data = check_and_load(group[0].data_dir, tasks, (plane,))
         for cfg in group:
             summaries.append(train(cfg, data=data, explicit=explicit))
         del data

@@ -25,13 +25,14 @@ from ..errors import CheckpointError, MRNetError
 from ..evaluation.metrics import auc_or_nan, has_both_classes
 from ..files import check_writable, remove_temporary_leftovers
 from ..lock import RunLock
-from ..models import MRNet, build_model
+from ..models import ModelArgs, PlaneModel, build_model, memory_format
 from ..runinfo import save_run_info
 from . import distributed
-from .config import TrainConfig, merge_resumed_config, validate_config
+from .config import ALL_TASKS, TrainConfig, merge_resumed_config, validate_config
 from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
 from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
-from .loss import positive_class_weight
+from .loss import pos_weights
+from .multitask import check_not_mixed, per_task_aucs, save_task_views
 from .state import RunState, plateau_signal, save_best, save_last, state_from_checkpoint, summary_from_state
 
 
@@ -44,8 +45,10 @@ class Exams:
     labels: np.ndarray
 
     @classmethod
-    def of(cls, split: SplitData, task: str) -> Exams:
-        return cls(list(split.cases), [split.series[c] for c in split.cases], split.labels_for(task))
+    def of(cls, split: SplitData, tasks: tuple[str, ...], multitask: bool) -> Exams:
+        """Labels (n,) for one task, (n, tasks) for a multi-task run."""
+        labels = np.stack([split.labels_for(t) for t in tasks], axis=1) if multitask else split.labels_for(tasks[0])
+        return cls(list(split.cases), [split.series[c] for c in split.cases], labels)
 
 
 @dataclass
@@ -53,7 +56,7 @@ class Run:
     """Everything one training run works with, built once before the first epoch."""
 
     cfg: TrainConfig
-    model: MRNet
+    model: PlaneModel
     net: torch.nn.Module  # the model, wrapped for data parallelism under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -61,7 +64,7 @@ class Run:
     state: RunState
     train: Exams
     valid: Exams
-    pos_weight: float
+    pos_weight: float | np.ndarray  # one per task for a multi-task run
     device: torch.device
     amp_dtype: torch.dtype | None
     ranks: distributed.Ranks
@@ -86,13 +89,7 @@ def fit(run: Run) -> None:
             run.ranks,
         )
         check_finite(run, epoch, "validation loss", val["val_loss"])
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val["val_loss"],
-            "val_auc": auc_or_nan(run.valid.labels, val["probs"]),
-            "lr": run.optimizer.param_groups[0]["lr"],
-        }
+        row = epoch_row(run, epoch, train_loss, val)
         state.record(row)
         run.scheduler.step(plateau_signal(state, row))
         state.check_stop(cfg.patience, cfg.epochs)
@@ -101,6 +98,23 @@ def fit(run: Run) -> None:
             save_epoch(run, row, val["probs"])
         if state.finished:
             break
+
+
+def epoch_row(run: Run, epoch: int, train_loss: float, val: dict[str, Any]) -> dict[str, Any]:
+    """One line of metrics.csv: the losses, the validation AUC (per task too, for a multi-task run), the lr."""
+    labels, probs = run.valid.labels, val["probs"]
+    if labels.ndim == 2:
+        aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan)
+    else:
+        aucs = {"val_auc": auc_or_nan(labels, probs)}
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val["val_loss"],
+        "val_auc": aucs.pop("val_auc"),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        **aucs,
+    }
 
 
 def check_finite(run: Run, epoch: int, what: str, value: float) -> None:
@@ -145,8 +159,11 @@ def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
     checkpoint's history on resume.
     """
     cfg = run.cfg
-    if row["best"]:
+    if row["best"] and cfg.task == ALL_TASKS:
+        save_task_views(cfg, run.model, run.state, run.valid.cases, run.valid.labels, probs)
+    elif row["best"]:
         write_predictions(cfg.run_dir() / layout.VALID_PREDICTIONS, run.valid.cases, run.valid.labels, probs)
+    if row["best"]:
         save_best(cfg, run.model, run.state)
     save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, run.state)
     write_metrics_csv(cfg.run_dir() / layout.METRICS, run.state.history)
@@ -207,12 +224,12 @@ def _train_locked(
     run = build_run(cfg, data if data is not None else load_training_data(cfg), resumed, ranks, device)
     say(
         f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
-        f"{int(run.train.labels.sum())} train positives, pos_weight {run.pos_weight:.3f}, device {describe(device)}"
+        f"{describe_labels(cfg, run)}, device {describe(device)}"
         + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else "")
     )
     if run.state.monitor == "val_loss":
         say(
-            f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so AUC is undefined; "
+            f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so an AUC is undefined; "
             "the best epoch is chosen by validation loss instead"
         )
     if resumed is not None:
@@ -236,7 +253,7 @@ def _train_locked(
 
 
 def load_training_data(cfg: TrainConfig) -> dict[tuple[str, str], SplitData]:
-    return check_and_load(cfg.data_dir, tasks=(cfg.task,), planes=(cfg.plane,))
+    return check_and_load(cfg.data_dir, tasks=cfg.tasks, planes=(cfg.plane,))
 
 
 def clear_earlier_run(cfg: TrainConfig) -> None:
@@ -259,6 +276,7 @@ def check_same_data(cfg: TrainConfig, saved: dict[str, Any] | None, current: dic
 
 def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
     """Decide between a fresh start and a resume; never silently replace an earlier run."""
+    check_not_mixed(cfg)
     last = cfg.run_dir() / layout.LAST
     if cfg.resume:
         if not last.exists():
@@ -280,11 +298,13 @@ def build_run(
 ) -> Run:
     """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
     train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
-    train_exams, valid_exams = Exams.of(train_split, cfg.task), Exams.of(valid_split, cfg.task)
+    multitask = cfg.task == ALL_TASKS
+    train_exams = Exams.of(train_split, cfg.tasks, multitask)
+    valid_exams = Exams.of(valid_split, cfg.tasks, multitask)
     fingerprint = fingerprint_of({"train": train_split, "valid": valid_split}, cfg.task)
     if resumed is not None:
         check_same_data(cfg, resumed.get("data"), fingerprint, "--resume")
-    pos_weight = positive_class_weight(train_exams.labels, f"train-{cfg.task}.csv labels")
+    pos_weight = pos_weights(train_exams.labels, cfg.tasks)
     amp_dtype = resolve_amp(cfg.amp, device)
     if ranks.is_main:
         check_writable(cfg.run_dir())
@@ -293,15 +313,16 @@ def build_run(
             print(f"{cfg.name}: removed the partial file(s) of a write the interrupted run did not finish")
 
     torch.manual_seed(cfg.seed)  # fixes the initialisation of every layer not loaded from ImageNet
-    model = build_model(pretrained=cfg.pretrained, weights_path=cfg.weights).to(device)
+    model = build_model(cfg.pretrained, cfg.weights, ModelArgs(**cfg.model_args())).to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=memory_format(model))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
     )
     scaler = grad_scaler(device, amp_dtype)
-    state = RunState(monitor="val_auc" if has_both_classes(valid_exams.labels) else "val_loss")
+    columns = valid_exams.labels.reshape(len(valid_exams.labels), -1).T  # one row per task
+    state = RunState(monitor="val_auc" if all(has_both_classes(c) for c in columns) else "val_loss")
     if resumed is not None:
         try:
             model.load_state_dict(resumed["model"])
@@ -341,9 +362,17 @@ def most_common_size(split: SplitData) -> int:
     return int(sizes.mode().iloc[0]) if len(sizes) else 256
 
 
+def describe_labels(cfg: TrainConfig, run: Run) -> str:
+    labels, weights = run.train.labels.reshape(len(run.train.labels), -1), np.atleast_1d(run.pos_weight)
+    if len(cfg.tasks) == 1:
+        return f"{int(labels.sum())} train positives, pos_weight {weights[0]:.3f}"
+    parts = [f"{t} {int(labels[:, i].sum())} ({weights[i]:.3f})" for i, t in enumerate(cfg.tasks)]
+    return "train positives (pos_weight): " + ", ".join(parts)
+
+
 def warn_unlabelled(cfg: TrainConfig) -> None:
     for split in ("train", "valid"):
-        table, _ = parse_labels(label_path(cfg.data_dir, split, cfg.task))
+        table, _ = parse_labels(label_path(cfg.data_dir, split, cfg.tasks[0]))
         extra = find_unlabelled_series(cfg.data_dir, split, cfg.plane, list(table["case"]))
         if extra:
             print(

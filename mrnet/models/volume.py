@@ -1,0 +1,60 @@
+"""The 3-D option: a series resampled to a fixed depth and classified as one volume (torchvision's r3d_18).
+
+Slices are not independent samples here: the network convolves across them, so a finding
+that spans neighbouring slices is seen as one structure. Same interface as MRNet
+(slices concatenated over exams, with their counts), so training, scoring and stacking
+need no other path. Pure: tensors in, logits out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import backbone, fold_first_conv
+from .mrnet import FrozenBatchNormMixin, ModelArgs
+
+
+def resample_depth(series: torch.Tensor, depth: int) -> torch.Tensor:
+    """One series (s, C, H, W) -> a volume (C, depth, H, W), linear along the slice axis only."""
+    volume = series.transpose(0, 1)[None]  # (1, C, s, H, W)
+    if volume.shape[2] == depth:
+        return volume[0]
+    size = (depth, *volume.shape[-2:])
+    return F.interpolate(volume.float(), size=size, mode="trilinear", align_corners=True).to(series.dtype)[0]
+
+
+class VolumeNet(FrozenBatchNormMixin, nn.Module):
+    """3-D backbone over the whole series -> global average pool -> linear head."""
+
+    def __init__(self, args: ModelArgs | None = None):
+        super().__init__()
+        self.args = args or ModelArgs(backbone="r3d_18")
+        spec = backbone(self.args.backbone)
+        self.features = fold_first_conv(spec.build())
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.classifier = nn.Linear(spec.features, self.args.outputs)
+
+    def volumes(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+        """(sum s, C, H, W) -> (k, C, depth, H, W), each exam resampled on its own."""
+        return torch.stack([resample_depth(chunk, self.args.depth) for chunk in slices.split(list(counts))])
+
+    def feature_maps(self, volumes: torch.Tensor) -> torch.Tensor:
+        """(k, C, depth, H, W) -> (k, F, d, h, w): the last block's output, read by the CAMs."""
+        return self.features(volumes)
+
+    def forward(self, slices: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
+        """One exam (s, C, H, W) -> (1,) or (1, outputs); with `counts`, several -> (k,) or (k, outputs)."""
+        volumes = self.volumes(slices, [slices.shape[0]] if counts is None else counts)
+        logits = self.classifier(self.pool(self.feature_maps(volumes)).flatten(1))  # (k, outputs)
+        return logits.squeeze(1) if self.args.outputs == 1 else logits
+
+    def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+        return self(slices, counts)
+
+    def model_args(self) -> dict:
+        return asdict(self.args)

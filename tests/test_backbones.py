@@ -1,0 +1,150 @@
+"""The backbone registry: every backbone builds, folds the grey channel exactly, trains a step, loads weights
+files, says what to do when a download fails, and is rebuilt from a checkpoint's model_args."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models._api import WeightsEnum
+
+from mrnet.errors import MRNetError
+from mrnet.models import BACKBONES, ModelArgs, MRNet, VolumeNet, build_model, model_for_inference
+from mrnet.models.backbones import FoldedConv2d, FoldedConv3d
+from mrnet.training.config import BACKBONE_NAMES, VOLUME_BACKBONES
+from mrnet.training.engine import train_one_epoch
+
+SMALL = ModelArgs(depth=4)  # 3-D backbone: 4 resampled slices keep it quick
+
+
+def args_for(name: str, **changes) -> ModelArgs:
+    return ModelArgs(**{**SMALL.__dict__, "backbone": name, **changes})
+
+
+def test_the_command_line_lists_every_backbone():
+    assert tuple(BACKBONES) == BACKBONE_NAMES
+    assert tuple(n for n, b in BACKBONES.items() if b.volumetric) == VOLUME_BACKBONES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_grey_input_equals_three_identical_channels_forward_and_backward(name):
+    """The folded first convolution is the 3-channel model, logits and every gradient included.
+
+    In float64: deep BatchNorm networks amplify float32 rounding (the sum over colour kernels
+    rounds differently from three separate products) beyond any tolerance that would still
+    catch a real difference.
+    """
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, args=args_for(name)).double()
+    first = next(m for m in model.features.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    assert isinstance(first, (FoldedConv2d, FoldedConv3d))
+    model.train()
+    grey = torch.randn(5, 1, 64, 64, dtype=torch.float64)
+    results = []
+    for x in (grey, grey.expand(-1, 3, -1, -1)):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same stochastic-depth draws (EfficientNet) in both passes
+        logits = model(x, [2, 3])  # (2,)
+        logits.sum().backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (logits_1, grads_1), (logits_3, grads_3) = results
+    torch.testing.assert_close(logits_1, logits_3, rtol=1e-9, atol=1e-9)
+    for parameter, grad in grads_3.items():
+        torch.testing.assert_close(grads_1[parameter], grad, rtol=1e-7, atol=1e-9, msg=parameter)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_every_backbone_trains_one_step(name):
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, args=args_for(name, outputs=3))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    series = [rng.integers(0, 255, size=(s, 64, 64), dtype=np.uint8) for s in (2, 3)]
+    labels = np.array([[1, 0, 1], [0, 1, 0]])
+    stats = train_one_epoch(
+        model, optimizer, series, labels, [0, 1], None, np.ones(3), torch.device("cpu"), exams_per_step=2
+    )
+    assert np.isfinite(stats["train_loss"])
+    assert not torch.equal(before["classifier.weight"], model.classifier.weight)
+    feature_params = [n for n in before if n.startswith("features.")]
+    assert any(not torch.equal(before[n], dict(model.named_parameters())[n]) for n in feature_params)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_download_failure_gives_a_way_out(name, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(MRNetError) as err:
+        build_model(pretrained=True, args=args_for(name))
+    message = str(err.value)
+    assert "--no-pretrained" in message and "--weights" in message and ".pth" in message
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_a_torchvision_weights_file_is_loaded(name, tmp_path):
+    import torchvision.models
+
+    torch.manual_seed(1)
+    reference = getattr(torchvision.models, name)(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "weights.pth")
+    model = build_model(weights_path=str(tmp_path / "weights.pth"), args=args_for(name))
+    key = "conv1.weight" if name.startswith("resnet") else "0.0.weight"
+    expected = reference.state_dict()[key if name.startswith("resnet") else "features." + key]
+    assert torch.equal(model.features.state_dict()[key], expected)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alexnet.pth")
+    with pytest.raises(MRNetError, match="not a torchvision"):
+        build_model(weights_path=str(tmp_path / "alexnet.pth"), args=args_for(name))
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_rebuilt_from_model_args(name):
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, args=args_for(name, pool="max", outputs=3)).eval()
+    rebuilt = model_for_inference(model.state_dict(), torch.device("cpu"), model.model_args())
+    assert isinstance(rebuilt, VolumeNet if BACKBONES[name].volumetric else MRNet)
+    x = torch.randn(4, 1, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, [1, 3]), rebuilt(x, [1, 3]), rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_without_the_new_model_args_are_alexnet_max_one_output():
+    torch.manual_seed(0)
+    old = MRNet().eval()
+    for saved in (None, {"features": 256}):
+        rebuilt = model_for_inference(old.state_dict(), torch.device("cpu"), saved)
+        assert rebuilt.args == ModelArgs()
+        x = torch.randn(3, 1, 64, 64)
+        with torch.inference_mode():
+            torch.testing.assert_close(old(x), rebuilt(x))  # channels_last: rounding only
+
+
+def test_frozen_batchnorm_keeps_running_statistics_while_training():
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, args=args_for("resnet18", bn="frozen")).train()
+    bn = model.features.bn1
+    assert not bn.training and model.features.conv1.training
+    before = bn.running_mean.clone()
+    model(torch.randn(3, 1, 64, 64)).sum().backward()
+    assert torch.equal(bn.running_mean, before)
+    assert bn.weight.grad is not None  # the affine part still learns
+
+
+@pytest.mark.slow
+def test_alexnet_needs_no_torchvision_import():
+    """torchvision's model zoo takes about 1.5 s to import; the paper's model and --help do without it."""
+    code = (
+        "import sys, torch; from mrnet.models import build_model, model_for_inference; "
+        "m = build_model(pretrained=False); model_for_inference(m.state_dict(), torch.device('cpu')); "
+        "import mrnet.cli.train_all as t; t.get_args_parser(); print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

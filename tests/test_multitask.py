@@ -1,0 +1,151 @@
+"""One multi-task network per plane (--task all) and every backbone and pooling, through the real commands.
+
+A multi-task run must look like three single-task runs to train_meta, evaluate, predict and
+the heatmaps; mixed folders are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from helpers import run_script, run_training, train_config, write_tiny_layout
+
+from mrnet import PLANES, TASKS
+from mrnet.checkpoint import load_checkpoint
+from mrnet.cli.evaluate import main as evaluate_main
+from mrnet.cli.train_all import main as train_all_main
+from mrnet.cli.train_plane import main as train_plane_main
+from mrnet.errors import MRNetError
+from mrnet.inference import load_plane_model
+from mrnet.models import BACKBONES, ModelArgs, build_model, model_for_inference
+from mrnet.training.loss import run_loss, weighted_bce
+from mrnet.training.multitask import task_view
+from mrnet.training.trainer import train
+
+QUICK = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu", "--epochs", "1"]
+QUICK += ["--no-augment", "--exams-per-step", "4", "--patience", "0", "--seed", "0"]
+
+
+def quiet(main, argv):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return main(argv)
+
+
+def test_the_loss_is_the_sum_of_each_tasks_weighted_bce():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 3), torch.randint(0, 2, (5, 3)).float()
+    weights = np.array([0.25, 4.0, 1.8])
+    expected = sum(weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(weights))
+    torch.testing.assert_close(run_loss(logits, labels, weights), expected)
+    torch.testing.assert_close(run_loss(logits[:, 1], labels[:, 1], 4.0), weighted_bce(logits[:, 1], labels[:, 1], 4.0))
+
+
+@pytest.mark.parametrize("pool", ["max", "attention"])
+def test_a_task_view_is_the_multitask_models_column(pool):
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, args=ModelArgs(pool=pool, outputs=3)).eval()
+    x = torch.randn(7, 1, 64, 64)
+    with torch.inference_mode():
+        full = model(x, [3, 4])  # (2, 3)
+        for index in range(3):
+            view = model_for_inference(task_view(model.state_dict(), index), torch.device("cpu"), {"pool": pool})
+            torch.testing.assert_close(view(x, [3, 4]), full[:, index], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_task_all_through_the_commands(tiny_data, tmp_path):
+    """train_all --task all -> 3 networks, 9 views, ensembles; then evaluate and predict with heatmaps."""
+    models = tmp_path / "models"
+    trained = run_training("train_all.py", tiny_data, models, "--task", "all", "--pool", "attention", "--epochs", "2")
+    assert trained.returncode == 0, trained.stderr
+    assert "Validation AUC" in trained.stdout
+    for plane in PLANES:
+        run = models / f"all-{plane}"
+        assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+        metrics = pd.read_csv(run / "metrics.csv")
+        assert [f"val_auc_{t}" for t in TASKS] == list(metrics.columns[-3:])
+        np.testing.assert_allclose(metrics["val_auc"], metrics[[f"val_auc_{t}" for t in TASKS]].mean(axis=1))
+        full = load_checkpoint(run / "best.pt")
+        assert full["model_args"]["outputs"] == 3
+        for index, task in enumerate(TASKS):
+            view = load_checkpoint(models / f"{task}-{plane}" / "best.pt", task, plane)
+            assert view["model_args"]["outputs"] == 1 and view["output_index"] == index
+            assert view["view_of"] == f"all-{plane}" and view["best_epoch"] == full["best_epoch"]
+            assert torch.equal(view["model"]["classifier.weight"][0], full["model"]["classifier.weight"][index])
+            assert (models / f"{task}-{plane}" / "valid_predictions.csv").is_file()
+            assert not (models / f"{task}-{plane}" / "last.pt").exists()
+    assert len(pd.read_csv(models / "auc_table.csv")) == 3
+
+    again = run_training("train_all.py", tiny_data, models, "--task", "all", "--pool", "attention", "--epochs", "2")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("finished checkpoint exists, skipped") == 3
+
+    report = run_script(
+        "evaluate.py", "--data-dir", str(tiny_data), "--models-dir", str(models), "--bootstrap", "20", "--device", "cpu"
+    )
+    assert report.returncode == 0, report.stderr
+    assert list((models / "report" / "heatmaps").glob("*.png"))
+
+    series = {p: str(tiny_data / "valid" / p / "0013.npy") for p in PLANES}
+    out = tmp_path / "predictions"
+    predicted = run_script(
+        "predict.py",
+        "--models-dir",
+        str(models),
+        "--out",
+        str(out),
+        "--cam",
+        str(tmp_path / "cam"),
+        "--device",
+        "cpu",
+        *(arg for p in PLANES for arg in (f"--{p}", series[p])),
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    exam = pd.read_json(out / "predictions.json", typ="series")["exams"][0]
+    weights = exam["slice_attention"]["acl"]["sagittal"]
+    assert len(weights) == np.load(series["sagittal"]).shape[0] and sum(weights) == pytest.approx(1.0, abs=1e-5)
+    assert len(list((tmp_path / "cam" / "0013").glob("*.png"))) > 0
+
+
+@pytest.mark.slow
+def test_single_and_multitask_runs_of_a_plane_do_not_mix(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(train_config(tiny_data, models, task="acl", plane="sagittal"))
+        with pytest.raises(MRNetError, match="cannot share"):
+            train(train_config(tiny_data, models, task="all", plane="sagittal"))
+        train(train_config(tiny_data, models, task="all", plane="coronal"))
+        with pytest.raises(MRNetError, match="cannot share"):
+            train(train_config(tiny_data, models, task="meniscus", plane="coronal"))
+    with pytest.raises(MRNetError, match="cannot share"):
+        quiet(train_all_main, ["--data-dir", str(tiny_data), "--models-dir", str(models), *QUICK])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_every_backbone_trains_and_evaluates_through_the_commands(backbone, tmp_path):
+    data, models = write_tiny_layout(tmp_path / "data", n_train=6, n_valid=4, slices=(2, 3)), tmp_path / "models"
+    argv = ["--data-dir", str(data), "--models-dir", str(models), *QUICK, "--backbone", backbone]
+    quiet(train_all_main, [*argv, "--task", "all", "--depth", "4"])
+    for task in TASKS:
+        model, _ = load_plane_model(models, task, "sagittal", torch.device("cpu"))
+        assert model.args.backbone == backbone and model.args.outputs == 1
+    evaluate = ["--data-dir", str(data), "--models-dir", str(models), "--bootstrap", "10", "--heatmap-exams", "1"]
+    metrics = quiet(evaluate_main, evaluate)
+    assert np.isfinite(metrics.loc[metrics["task"] == "mean", "auc"]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_each_pool_trains_through_train_plane(pool, tiny_data, tmp_path):
+    models = tmp_path / "models"
+    argv = ["--data-dir", str(tiny_data), "--models-dir", str(models), *QUICK, "--task", "acl", "--plane", "axial"]
+    summary = quiet(train_plane_main, [*argv, "--pool", pool])
+    assert summary["epochs_run"] == 1
+    model, _ = load_plane_model(models, "acl", "axial", torch.device("cpu"))
+    assert model.args.pool == pool

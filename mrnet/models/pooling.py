@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import MRNetError
+
 POOLS = ("max", "mean", "attention")
 ATTENTION_HIDDEN = 128  # Ilse et al. use 128 hidden units for their MIL benchmarks
 
@@ -88,4 +90,4 @@ def make_pool(name: str, features: int) -> SlicePool:
         return MeanPool()
     if name == "attention":
         return GatedAttentionPool(features)
-    raise ValueError(f"unknown slice pool {name!r}; choose one of {', '.join(POOLS)}")
+    raise MRNetError(f"unknown slice pool {name!r}; choose one of {', '.join(POOLS)}")

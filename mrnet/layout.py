@@ -2,11 +2,12 @@
 
 MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume state)
 MODELS/<task>-<plane>/metrics.csv             one row per epoch
-MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
+MODELS/<task>-<plane>/<split>_predictions.csv the best epoch's probabilities on the split that chose it (tune or valid)
 MODELS/<task>-<plane>/config.json, environment.json, train.log
 MODELS/runs/<task>-<plane>/                   TensorBoard events
 MODELS/ensemble-<task>.joblib                 the task's stacker
-MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
+MODELS/tune_cases.csv                         the tuning split carved from train, shared by every model
+MODELS/auc_table.csv, ensemble_valid_predictions.csv, thresholds.csv, meta_config.json, meta_environment.json
 MODELS/report/                                evaluate's default output
 """
 
@@ -21,10 +22,11 @@ from .errors import MRNetError
 BEST = "best.pt"
 LAST = "last.pt"
 METRICS = "metrics.csv"
-VALID_PREDICTIONS = "valid_predictions.csv"
 TRAIN_LOG = "train.log"
 AUC_TABLE = "auc_table.csv"
 ENSEMBLE_PREDICTIONS = "ensemble_valid_predictions.csv"
+TUNE_CASES = "tune_cases.csv"
+THRESHOLDS = "thresholds.csv"
 REPORT = "report"
 
 
@@ -42,6 +44,19 @@ def best_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
 
 def last_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
     return model_dir(models_dir, task, plane) / LAST
+
+
+def selection_predictions(models_dir: str | Path, task: str, plane: str, split: str) -> Path:
+    """The best epoch's probabilities on the split that selected it: tune_predictions.csv or valid_predictions.csv."""
+    return model_dir(models_dir, task, plane) / f"{split}_predictions.csv"
+
+
+def tune_cases_file(models_dir: str | Path) -> Path:
+    return Path(models_dir) / TUNE_CASES
+
+
+def thresholds_file(models_dir: str | Path) -> Path:
+    return Path(models_dir) / THRESHOLDS
 
 
 def tensorboard_dir(models_dir: str | Path, task: str, plane: str) -> Path:

@@ -97,6 +97,6 @@ def test_file_is_written_once_and_a_different_draw_is_refused(tiny_data, tmp_pat
     assert check_against_file(models, tune_split_for(tiny_data, 0.1, seed=0)) is False  # same draw: nothing to write
     with pytest.raises(MRNetError, match=r"tune_cases.csv holds a tuning split.*--split-seed 5"):
         prepare_tune_split(models, tiny_data, 0.1, seed=5)
-    with pytest.raises(MRNetError, match="--tune-fraction 0.0"):
+    with pytest.raises(MRNetError, match=r"--tune-fraction 0\.0"):
         check_against_file(models, tune_split_for(tiny_data, 0.0, seed=0))
     assert tune_cases_file(models).read_text() == written

@@ -127,14 +127,18 @@ def tune_split_for(data_dir: str | Path, fraction: float, seed: int) -> TuneSpli
 
 
 def check_both_classes(split: TuneSplit, tasks: Sequence[str]) -> None:
-    """The tuning split must hold both classes of each task: it picks epochs by AUC and fits the stacker."""
+    """The tuning split must hold both classes of each task: it picks epochs by AUC and fits the stacker.
+
+    A task whose whole train split has one class is left to training, which refuses it with its own message.
+    """
     if not split.enabled:
         return
     problems = []
     for task in tasks:
         column = TASKS.index(task)
+        in_train = sum(combination[column] for combination in split.combinations.values())
         positives = sum(split.combinations[c][column] for c in split.cases)
-        if positives in (0, len(split.cases)):
+        if in_train not in (0, len(split.combinations)) and positives in (0, len(split.cases)):
             problems.append(f"{task}: {positives} positive and {len(split.cases) - positives} negative")
     if problems:
         raise MRNetError(

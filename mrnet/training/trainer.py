@@ -1,7 +1,9 @@
 """Training one per-plane MRNet: the epoch loop reads like the recipe.
 
-train one epoch -> validate -> step the scheduler -> keep the best -> stop early ->
-checkpoint, once per epoch, with everything needed to resume saved after every epoch.
+train one epoch -> score the selecting split -> step the scheduler -> keep the best ->
+stop early -> checkpoint, once per epoch, with everything needed to resume saved after
+every epoch. The selecting split is the tuning split carved from train (data/splits.py)
+by default, or the public valid split with --select-on valid (the paper's protocol).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from .. import layout
 from ..checkpoint import load_checkpoint
 from ..data.dataset import SplitData, check_and_load, find_unlabelled_series, label_path, parse_labels
+from ..data.splits import TuneSplit, check_against_file, check_both_classes, tune_split_for, write_tune_cases
 from ..device import describe, eval_max_slices, grad_scaler, resolve_amp
 from ..errors import MRNetError
 from ..evaluation.metrics import auc_or_nan, has_both_classes
@@ -28,20 +31,31 @@ from .config import TrainConfig, merge_resumed_config, validate_config
 from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
 from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
 from .loss import positive_class_weight
-from .state import RunState, plateau_signal, save_best, save_last, state_from_checkpoint, summary_from_state
+from .state import (
+    RunState,
+    plateau_mode,
+    plateau_signal,
+    save_best,
+    save_last,
+    state_from_checkpoint,
+    summary_from_state,
+)
 
 
 @dataclass
 class Exams:
-    """One split's series of the run's plane, in case order, with the task's labels."""
+    """Exams of one split (or part of it) of the run's plane, in case order, with the task's labels."""
 
     cases: list[str]
     series: list[np.ndarray]
     labels: np.ndarray
 
     @classmethod
-    def of(cls, split: SplitData, task: str) -> Exams:
-        return cls(list(split.cases), [split.series[c] for c in split.cases], split.labels_for(task))
+    def of(cls, split: SplitData, task: str, cases: list[str] | None = None) -> Exams:
+        """The split's exams, or only `cases` of them."""
+        cases = list(split.cases) if cases is None else cases
+        labels = dict(zip(split.cases, split.labels_for(task), strict=True))
+        return cls(cases, [split.series[c] for c in cases], np.array([labels[c] for c in cases], dtype=np.int64))
 
 
 @dataclass
@@ -55,8 +69,8 @@ class Run:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     scaler: torch.amp.GradScaler
     state: RunState
-    train: Exams
-    valid: Exams
+    train: Exams  # the exams trained on: the train split without the tuning exams
+    select: Exams  # the exams that pick the best epoch: the tuning split, or valid
     pos_weight: float
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -65,15 +79,15 @@ class Run:
 
 
 def fit(run: Run) -> None:
-    """The recipe, once per epoch: train, validate, schedule, keep the best, stop early, checkpoint."""
+    """The recipe, once per epoch: train, score the selecting split, schedule, keep the best, stop early, checkpoint."""
     cfg, state = run.cfg, run.state
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(run, epoch)
-        val = validate(
+        scored = validate(
             run.model,
-            run.valid.series,
-            run.valid.labels,
+            run.select.series,
+            run.select.labels,
             run.pos_weight,
             run.device,
             run.amp_dtype,
@@ -83,16 +97,16 @@ def fit(run: Run) -> None:
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": val["val_loss"],
-            "val_auc": auc_or_nan(run.valid.labels, val["probs"]),
+            state.key("loss"): scored["loss"],
+            state.key("auc"): auc_or_nan(run.select.labels, scored["probs"]),
             "lr": run.optimizer.param_groups[0]["lr"],
         }
         state.record(row)
-        run.scheduler.step(plateau_signal(state, row))
+        run.scheduler.step(plateau_signal(state, row, cfg.plateau_on))
         state.check_stop(cfg.patience, cfg.epochs)
         if run.ranks.is_main:
             log_epoch(cfg, row, time.perf_counter() - started, run.writer)
-            save_epoch(run, row, val["probs"])
+            save_epoch(run, row, scored["probs"])
         if state.finished:
             break
 
@@ -124,12 +138,13 @@ def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
     which is replayed on resume and rewrites both. metrics.csv last: it is rebuilt from the
     checkpoint's history on resume.
     """
-    cfg = run.cfg
+    cfg, state = run.cfg, run.state
     if row["best"]:
-        write_predictions(cfg.run_dir() / layout.VALID_PREDICTIONS, run.valid.cases, run.valid.labels, probs)
-        save_best(cfg, run.model, run.state)
-    save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, run.state)
-    write_metrics_csv(cfg.run_dir() / layout.METRICS, run.state.history)
+        path = layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, state.select_split)
+        write_predictions(path, run.select.cases, run.select.labels, probs)
+        save_best(cfg, run.model, state)
+    save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, state)
+    write_metrics_csv(cfg.run_dir() / layout.METRICS, state.history, state.select_split)
 
 
 # ----------------------------------------------------------------------------- setting a run up
@@ -171,16 +186,27 @@ def _train(
             say(f"{cfg.name}: already finished at epoch {resumed['epoch']}; nothing to do")
             return summary_from_state(cfg, state_from_checkpoint(resumed))
 
-    run = build_run(cfg, data if data is not None else load_training_data(cfg), resumed, ranks, device)
+    data = data if data is not None else load_training_data(cfg)
+    tune = tune_split_for(cfg.data_dir, cfg.tune_fraction, cfg.split_seed)
+    check_both_classes(tune, (cfg.task,))
+    write_file = check_against_file(cfg.models_dir, tune)  # on every rank, before rank 0 writes anything
+    distributed.barrier(ranks)
+    run = build_run(cfg, data, tune, resumed, ranks, device)
+    if ranks.is_main and write_file:
+        write_tune_cases(cfg.models_dir, tune)
+    split = run.state.select_split
     say(
-        f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
+        f"{cfg.name}: {len(run.train.cases)} train exams ({len(tune.cases)} more held out as the tuning split), "
+        f"best epoch chosen on {split} ({len(run.select.cases)} exams, {cfg.plateau_on} drives the LR schedule), "
         f"{int(run.train.labels.sum())} train positives, pos_weight {run.pos_weight:.3f}, device {describe(device)}"
         + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else "")
     )
-    if run.state.monitor == "val_loss":
+    if tune.pooled:
+        say(f"{cfg.name}: note: label combinations {', '.join(tune.pooled)} are too rare to stratify alone; pooled")
+    if run.state.monitor == "loss":
         say(
-            f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so AUC is undefined; "
-            "the best epoch is chosen by validation loss instead"
+            f"{cfg.name}: warning: the {split} split has only one class for {cfg.task}, so AUC is undefined; "
+            f"the best epoch is chosen by {split} loss instead"
         )
     if resumed is not None:
         say(f"{cfg.name}: resuming after epoch {run.state.epoch} (best so far: epoch {run.state.best_epoch})")
@@ -221,13 +247,18 @@ def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
 def build_run(
     cfg: TrainConfig,
     data: dict[tuple[str, str], SplitData],
+    tune: TuneSplit,
     resumed: dict[str, Any] | None,
     ranks: distributed.Ranks,
     device: torch.device,
 ) -> Run:
     """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
-    train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
-    train_exams, valid_exams = Exams.of(train_split, cfg.task), Exams.of(valid_split, cfg.task)
+    train_split = data[("train", cfg.plane)]
+    train_exams = Exams.of(train_split, cfg.task, tune.training_cases(train_split.cases))
+    if cfg.select_on == "tune":
+        select_exams = Exams.of(train_split, cfg.task, list(tune.cases))
+    else:
+        select_exams = Exams.of(data[("valid", cfg.plane)], cfg.task)
     pos_weight = positive_class_weight(train_exams.labels, f"train-{cfg.task}.csv labels")
     amp_dtype = resolve_amp(cfg.amp, device)
     if ranks.is_main:
@@ -242,10 +273,10 @@ def build_run(
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
+        optimizer, mode=plateau_mode(cfg.plateau_on), factor=cfg.lr_factor, patience=cfg.lr_patience
     )
     scaler = grad_scaler(device, amp_dtype)
-    state = RunState(monitor="val_auc" if has_both_classes(valid_exams.labels) else "val_loss")
+    state = RunState(select_split=cfg.select_on, monitor="auc" if has_both_classes(select_exams.labels) else "loss")
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -266,7 +297,7 @@ def build_run(
         scaler,
         state,
         train_exams,
-        valid_exams,
+        select_exams,
         pos_weight,
         device,
         amp_dtype,

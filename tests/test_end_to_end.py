@@ -38,8 +38,10 @@ def test_synthetic_data_to_auc_table(tmp_path):
     assert trained.returncode == 0, trained.stderr
     table = pd.read_csv(models / "auc_table.csv")
     assert table["task"].tolist() == ["abnormal", "acl", "meniscus"]
-    assert list(table.columns) == ["task", "axial", "coronal", "sagittal", "ensemble"]
-    assert "Validation AUC" in trained.stdout
+    assert list(table.columns)[:6] == ["task", "split", "axial", "coronal", "sagittal", "ensemble"]
+    assert set(table["ensemble_fit_on"]) == {"tune"}  # the new defaults: a tuning split, stacked on it
+    assert "AUC on the valid split (ensemble fitted on: tune" in trained.stdout
+    assert (models / "tune_cases.csv").is_file() and (models / "thresholds.csv").is_file()
     for task in ("abnormal", "acl", "meniscus"):
         assert (models / f"ensemble-{task}.joblib").is_file()
         for plane in ("axial", "coronal", "sagittal"):
@@ -52,6 +54,22 @@ def test_synthetic_data_to_auc_table(tmp_path):
     meta = run("train_meta.py", "--data-dir", str(data), "--output-dir", str(models), "--device", "cpu")
     assert meta.returncode == 0, meta.stderr
     assert pd.read_csv(models / "auc_table.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_paper_protocol_is_one_set_of_flags_away(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    paper = ["--tune-fraction", "0", "--select-on", "valid", "--fit-on", "train"]
+    result = run(
+        "train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(models), "--epochs", "1", *paper, *FAST
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (models / "tune_cases.csv").exists()
+    metrics = pd.read_csv(models / "acl-sagittal" / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "train_loss", "valid_loss", "valid_auc", "lr", "best"]
+    assert (models / "acl-sagittal" / "valid_predictions.csv").is_file()
+    assert set(pd.read_csv(models / "auc_table.csv")["ensemble_fit_on"]) == {"train"}
+    assert set(pd.read_csv(models / "thresholds.csv")["chosen_on"]) == {"valid"}  # never on train probabilities
 
 
 def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatch):

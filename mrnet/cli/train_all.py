@@ -74,11 +74,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = get_args_parser().parse_args(argv)
     base, explicit = training_config_from_args(args, task=args.tasks[0], plane=args.planes[0])
     explicit -= {"task", "plane", "resume"}
+    from .. import layout
     from ..data.dataset import check_and_load
+    from ..data.splits import check_both_classes, prepare_tune_split
     from ..ensemble import MetaConfig, fit_ensembles
+    from ..training.config import validate_config
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
 
     check_and_load(base.data_dir, args.tasks, args.planes, load=False)  # every data problem before hours of work
+    validate_config(base)
+    # The tuning split, drawn and written once for the whole sweep; --overwrite starts it over.
+    if base.overwrite:
+        layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)
+    tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
+    check_both_classes(tune, args.tasks)
     todo = pending_models(base, args.tasks, args.planes)
     devices = default_devices(args.devices, base.device)
     if len(devices) > 1:
@@ -97,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             amp=base.amp,
             eval_max_slices=base.eval_max_slices,
         )
-        print_auc_table(fit_ensembles(meta), meta.fit_on)
+        print_auc_table(fit_ensembles(meta))
     return summaries
 
 

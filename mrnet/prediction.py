@@ -1,12 +1,19 @@
-"""Predicting new exams: each plane's and the ensemble's probability for every task, written to files.
+"""Predicting new exams: each plane's and the ensemble's probability for every task, and the call at its threshold.
 
 Inputs are checked up front (all problems reported at once, each naming its file), then
 the exams are scored plane by plane through the same preprocessing and batched inference
 as evaluation, so a prediction here equals the one the evaluation report counts.
+
+The ensemble's output is the number to read: a stacker fitted on the tuning split learned
+from probabilities like those of new exams, so it is calibrated (about p of the exams
+given p have the finding). The plane models were trained with a class weight, so their
+probabilities rank exams but are not calibrated. Beside each ensemble probability stands
+the operating point train_meta chose (Youden's J on the tuning split, or on valid without one).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +24,14 @@ import pandas as pd
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.exams import ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble import ensemble_probabilities, load_ensemble
+from .ensemble import ensemble_probabilities, load_ensemble, saved_thresholds
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, write_json
 from .inference import CamOptions, TaskModels, load_task_models, predict_exams
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
+OPERATING = ("threshold", "positive")  # per task after its probabilities: the ensemble's threshold and the call
 
 
 @dataclass
@@ -59,13 +67,38 @@ class Prediction:
 
 
 def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Each task's stacked probability from its planes' columns, merged by column name, never by position."""
+    """Each task's stacked probability from its planes' columns (merged by column name, never by position),
+    then its operating threshold and the call `positive` (1 when the probability reaches it)."""
     for task, bundle in ensembles.items():
         planes = table[[f"{task}_{p}" for p in bundle["planes"]]]
         planes.columns = list(bundle["planes"])
-        table[f"{task}_{ENSEMBLE}"] = ensemble_probabilities(bundle, planes)
-    ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE)]
+        probs = ensemble_probabilities(bundle, planes)
+        table[f"{task}_{ENSEMBLE}"] = probs
+        chosen = saved_thresholds(bundle).get(ENSEMBLE)
+        threshold = chosen.threshold if chosen is not None else math.nan
+        table[f"{task}_threshold"] = threshold
+        table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if chosen else pd.NA
+    ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE, *OPERATING)]
     return table[ordered]
+
+
+def calibration_notes(ensembles: dict[str, dict[str, Any]]) -> list[str]:
+    """What each task's ensemble output means, from what its stacker was fitted on."""
+    notes = []
+    for task, bundle in ensembles.items():
+        fit_on, chosen = bundle.get("fit_on", "train"), saved_thresholds(bundle).get(ENSEMBLE)
+        if fit_on == "train":
+            notes.append(
+                f"{task}: the ensemble was fitted on training-set probabilities (--fit-on train); its output ranks "
+                "exams but is over-confident, not a calibrated probability (refit with --fit-on tune)"
+            )
+        if chosen is None:
+            notes.append(f"{task}: this ensemble has no saved threshold (fitted by an older version); refit it")
+        else:
+            notes.append(
+                f"{task}: positive when the ensemble >= {chosen.threshold:.3f} (Youden's J on {chosen.chosen_on})"
+            )
+    return notes
 
 
 def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
@@ -87,6 +120,10 @@ def predictions_json(
                 "case": row["case"],
                 "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
+                "operating_points": {
+                    t: {"threshold": _plain(row[f"{t}_threshold"]), "positive": _plain(row[f"{t}_positive"])}
+                    for t in tasks
+                },
             }
         )
     return {
@@ -94,6 +131,13 @@ def predictions_json(
         "image_sizes": {tm.task: tm.image_sizes for tm in task_models},
         "exams": exam_rows,
     }
+
+
+def _plain(value: Any) -> float | int | None:
+    """A JSON value: NaN and pandas' NA become null."""
+    if value is None or pd.isna(value):
+        return None
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, Any]) -> tuple[list[Path], list[str]]:
@@ -144,4 +188,4 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     table = predict_exams(exams, task_models, scoring, converted, cam)
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(cfg, table, predictions_json(table, exams, tasks, task_models))
-    return Prediction(table, tasks, written, skipped, notes)
+    return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes)

@@ -78,11 +78,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     from ..data.dataset import check_and_load
     from ..data.splits import check_both_classes, prepare_tune_split
     from ..ensemble import MetaConfig, fit_ensembles
+    from ..errors import MRNetError
     from ..training.config import validate_config
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
 
     check_and_load(base.data_dir, args.tasks, args.planes, load=False)  # every data problem before hours of work
     validate_config(base)
+    if not args.skip_meta and args.fit_on == "tune" and base.tune_fraction == 0:
+        raise MRNetError("--fit-on tune needs a tuning split: set --tune-fraction above 0, or use --fit-on train")
     # The tuning split, drawn and written once for the whole sweep; --overwrite starts it over.
     if base.overwrite:
         layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)

@@ -68,7 +68,11 @@ def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> 
 
 def print_final_table(cfg: TrainConfig, summary: dict[str, Any]) -> None:
     split = summary["select_split"]
-    role = "it chose the epoch, so it is no test figure" if split == "tune" else "it chose the epoch: optimistic"
+    role = (
+        "the tuning split chose this epoch; the valid split is scored once, by train_meta or evaluate"
+        if split == "tune"
+        else "valid chose this epoch, so as a test figure it is optimistic"
+    )
     print(f"\n{cfg.name}: {summary['stop_reason']}")
     print(f"  best epoch     {summary['best_epoch']} of {summary['epochs_run']}, chosen on the {split} split")
     print(f"  {split} AUC{' ' * (10 - len(split))} {summary['best_auc']:.4f}  ({role})")

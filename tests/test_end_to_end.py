@@ -71,6 +71,34 @@ def test_paper_protocol_is_one_set_of_flags_away(tiny_data, tmp_path):
     assert set(pd.read_csv(models / "auc_table.csv")["ensemble_fit_on"]) == {"train"}
     assert set(pd.read_csv(models / "thresholds.csv")["chosen_on"]) == {"valid"}  # never on train probabilities
 
+    report = run(
+        "evaluate.py",
+        "--data-dir",
+        str(tiny_data),
+        "--models-dir",
+        str(models),
+        "--bootstrap",
+        "0",
+        "--heatmap-exams",
+        "0",
+        "--tasks",
+        "acl",
+        "--device",
+        "cpu",
+    )
+    assert report.returncode == 0, report.stderr
+    metrics = pd.read_csv(models / "report" / "metrics.csv").query("task == 'acl'")
+    assert set(metrics["threshold_chosen_on"]) == {"valid, out-of-fold"}  # valid chose them: called out of fold
+    assert set(metrics.query("model != 'ensemble'")["probabilities"]) == {"chose the epoch"}
+    assert "this valid split chose them" in report.stdout
+
+
+def test_fit_on_tune_without_a_tuning_split_is_refused_before_training(tiny_data, tmp_path):
+    options = ["--tune-fraction", "0", "--select-on", "valid", "--fit-on", "tune"]
+    result = run("train_all.py", "--data-dir", str(tiny_data), "--output-dir", str(tmp_path / "m"), *options, *FAST)
+    assert result.returncode == 2 and "--fit-on tune needs a tuning split" in result.stderr
+    assert not (tmp_path / "m").exists()
+
 
 def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatch):
     models = tmp_path / "models"

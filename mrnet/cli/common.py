@@ -203,7 +203,7 @@ def print_auc_table(table) -> None:
             "beats" if row["ensemble_minus_best"] > 0 else ("ties" if row["ensemble_minus_best"] == 0 else "below")
         )
         versus = (
-            f"{verdict} {row['best_plane']} by {row['ensemble_minus_best']:+.4f} (DeLong p {fmt(row['p_delong'], 3)})"
+            f"{verdict} {row['best_plane']}: {row['ensemble_minus_best']:+.4f} (DeLong p {fmt(row['p_delong'], 3)})"
         )
         print(f"{row['task']:<10}{cells}  {versus}")
     if len(table) > 1:

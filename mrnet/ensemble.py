@@ -1,4 +1,16 @@
-"""The stacked ensemble: per task, a logistic regression over the three planes' probabilities.
+"""The stacked ensemble: per task, a logistic regression over the three planes' probabilities (as log-odds).
+
+Where the stacker learns (`--fit-on`):
+- `tune` (the default when the models folder has a tuning split): the CNNs' probabilities on
+  the tuning exams, which they never trained on. They look like the probabilities of new
+  exams, so the stacker weighs the planes as they perform on new knees and its output is a
+  calibrated probability.
+- `train` (the paper's protocol): the probabilities on the exams the CNNs trained on. Those are
+  over-confident, so the stacker can trust a plane that memorised its training exams, and its
+  output is a score rather than a probability.
+- `valid-cv`: the valid split's probabilities, cross-validated: each valid exam is scored by
+  a stacker fitted on the other folds (the reported figures); the saved stacker is then
+  refitted on the whole valid split.
 
 Per-plane predictions are merged on case id with pandas, never by position, so a missing
 or reordered exam cannot silently pair one exam's sagittal score with another's axial.
@@ -9,8 +21,9 @@ config replace the earlier ones together, so a failure leaves the folder as it w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -23,15 +36,35 @@ from . import AMP_MODES, FIT_ON, PLANES, TASKS, layout
 from .checkpoint import load_checkpoint
 from .data.dataset import check_and_load
 from .data.fingerprint import describe_changes, fingerprint_of
+from .data.splits import read_tune_cases, tune_split_for
 from .device import Scoring
-from .ensemble_format import checkpoint_hashes, ensemble_payload, ensemble_text
+from .ensemble_format import (
+    checkpoint_hashes,
+    ensemble_payload,
+    ensemble_probabilities,
+    ensemble_text,
+    features,
+)
 from .errors import MRNetError, at_least, check_options, one_of, seed_rule
-from .evaluation.metrics import auc_or_nan, has_both_classes
+from .evaluation.delong import delong_test
+from .evaluation.metrics import auc_or_nan, fold_count, youden_threshold
 from .files import atomic_write_many, check_writable, json_text
 from .inference import plane_probabilities
 from .runinfo import environment, plain
 
-TABLE_COLUMNS = ["task", *PLANES, "ensemble"]
+MODELS = (*PLANES, "ensemble")
+# auc_table.csv: AUCs on the valid split; how the ensemble was fitted and scored; the ensemble against its best plane.
+TABLE_COLUMNS = [
+    "task",
+    "split",
+    *PLANES,
+    "ensemble",
+    "ensemble_fit_on",
+    "ensemble_scored",
+    "best_plane",
+    "ensemble_minus_best",
+    "p_delong",
+]
 
 
 @dataclass
@@ -41,12 +74,25 @@ class MetaConfig:
     data_dir: str = "data/MRNet-v1.0"
     models_dir: str = "models"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    fit_on: str = "train"  # the paper's protocol; "valid-cv" avoids in-sample optimism
+    fit_on: str | None = None  # None: "tune" when the models folder has a tuning split, else "train"
     folds: int = 5
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
     eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
+
+
+def validate_meta_config(cfg: MetaConfig) -> None:
+    check_options(
+        [
+            *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            one_of("--fit-on", cfg.fit_on, FIT_ON) if cfg.fit_on is not None else (True, ""),
+            at_least("--folds", cfg.folds, 2),
+            seed_rule(cfg.seed),
+            one_of("--amp", cfg.amp, AMP_MODES),
+            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- the stacker
@@ -56,40 +102,119 @@ def new_stacker(seed: int) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
 
 
+def out_of_fold(table: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+    """Each exam's ensemble probability from a stacker fitted on the other folds (stratified, seeded).
+
+    Deterministic in (the table's cases and labels, folds, seed): train_meta and evaluate
+    compute the same numbers.
+    """
+    labels = table["label"].to_numpy()
+    n_folds = fold_count(labels, folds)
+    if n_folds == 0:
+        counts = np.bincount(labels, minlength=2).tolist()
+        raise MRNetError(f"cross-validation needs at least 2 exams of each class, found {counts} (negative, positive)")
+    x, probs = features(table), np.zeros(len(table))
+    for fit_idx, score_idx in StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(x, labels):
+        probs[score_idx] = new_stacker(seed).fit(x[fit_idx], labels[fit_idx]).predict_proba(x[score_idx])[:, 1]
+    return probs
+
+
 def fit_stacker(
-    train: pd.DataFrame, valid: pd.DataFrame, fit_on: str, folds: int, seed: int
+    fitted_on: pd.DataFrame | None, valid: pd.DataFrame, fit_on: str, folds: int, seed: int
 ) -> tuple[LogisticRegression, np.ndarray]:
     """Fit the stacker; return it and its valid-split probabilities used for the reported AUC.
 
-    fit_on="train": the paper's protocol, fitted on the CNNs' training-set probabilities.
-    fit_on="valid-cv": out-of-fold probabilities on the valid split (each exam scored by a
-    stacker that never saw it), then a final fit on the whole valid split.
+    fit_on "tune" or "train": fitted on `fitted_on` (the CNNs' probabilities on those exams),
+    then applied to valid. fit_on "valid-cv": out-of-fold probabilities on the valid split (each
+    exam scored by a stacker that never saw it), then a final fit on the whole valid split.
     """
-    features = list(PLANES)
-    if fit_on == "train":
-        if not has_both_classes(train["label"].to_numpy()):
-            raise MRNetError("the train split has one class only; the stacker cannot be fitted on it")
-        model = new_stacker(seed).fit(train[features].to_numpy(), train["label"].to_numpy())
-        return model, model.predict_proba(valid[features].to_numpy())[:, 1]
-    labels = valid["label"].to_numpy()
-    counts = np.bincount(labels, minlength=2)
-    if counts.min() < 2:
-        raise MRNetError(f"--fit-on valid-cv needs at least 2 exams of each class in valid, found {counts.tolist()}")
-    n_folds = int(min(folds, counts.min()))
-    out_of_fold = np.zeros(len(valid))
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    x = valid[features].to_numpy()
-    for fit_idx, score_idx in splitter.split(x, labels):
-        fold_model = new_stacker(seed).fit(x[fit_idx], labels[fit_idx])
-        out_of_fold[score_idx] = fold_model.predict_proba(x[score_idx])[:, 1]
-    return new_stacker(seed).fit(x, labels), out_of_fold
+    if fit_on == "valid-cv":
+        return new_stacker(seed).fit(features(valid), valid["label"].to_numpy()), out_of_fold(valid, folds, seed)
+    labels = fitted_on["label"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        raise MRNetError(f"the {fit_on} exams hold one class only; the stacker cannot be fitted on them")
+    model = new_stacker(seed).fit(features(fitted_on), labels)
+    return model, model.predict_proba(features(valid))[:, 1]
+
+
+# ----------------------------------------------------------------------------- operating thresholds
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A model's operating threshold (Youden's J) and the probabilities it was chosen on."""
+
+    threshold: float
+    chosen_on: str  # the split: "tune" or "valid"
+    scored: str  # how those probabilities relate to the model: "held-out", "out-of-fold" or "in-sample"
+
+
+def choose_thresholds(
+    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str]
+) -> dict[str, Threshold]:
+    """Per model, Youden's threshold on the tuning split when there is one, else on valid; never on train.
+
+    `tables` holds the plane probabilities per split, `ensemble` the ensemble's probabilities on
+    the same splits and `scored` how each was obtained. A threshold chosen on valid is fine for
+    prediction, but evaluate then chooses one per fold so no valid exam is called with a
+    threshold it helped choose.
+    """
+    split = "tune" if "tune" in ensemble else "valid"
+    labels = tables[split]["label"].to_numpy()
+    chosen = {p: Threshold(youden_threshold(labels, tables[split][p].to_numpy()), split, "held-out") for p in PLANES}
+    chosen["ensemble"] = Threshold(youden_threshold(labels, ensemble[split]), split, scored[split])
+    return chosen
+
+
+# ----------------------------------------------------------------------------- saved stackers
+
+
+def saved_thresholds(bundle: dict[str, Any]) -> dict[str, Threshold]:
+    """The thresholds train_meta chose, or none for stackers saved before it chose them."""
+    return {model: Threshold(**values) for model, values in bundle.get("thresholds", {}).items()}
+
+
+def fitted_on_these_exams(bundle: dict[str, Any], data_dir: str | Path, split: str, cases: list[str]) -> str:
+    """How a stacker's probabilities on these exams relate to its fit: held-out, out-of-fold or in-sample.
+
+    Out-of-fold when it was cross-validated on exactly these exams (valid-cv on this split:
+    the figures then come from the fold stackers); in-sample when it was fitted on some of them.
+    """
+    if "fit_split" not in bundle:  # saved before stackers recorded their exams: judge by the split's name
+        fitted_split = "valid" if bundle["fit_on"] == "valid-cv" else "train"
+        return "in-sample" if split == fitted_split else "held-out"
+    same_data = bundle.get("data_dir") == str(Path(data_dir).resolve()) and bundle["fit_split"] == split
+    fitted = set(bundle["fit_cases"])
+    if not (same_data and fitted & set(cases)):
+        return "held-out"
+    return "out-of-fold" if bundle["fit_on"] == "valid-cv" and fitted == set(cases) else "in-sample"
+
+
+def scored_ensemble(
+    bundle: dict[str, Any], table: pd.DataFrame, data_dir: str | Path, split: str
+) -> tuple[np.ndarray, str]:
+    """The ensemble's probabilities on `table`'s exams, out-of-fold where it was cross-validated on them."""
+    relation = fitted_on_these_exams(bundle, data_dir, split, list(table["case"]))
+    if relation != "out-of-fold":
+        return ensemble_probabilities(bundle, table), relation
+    ordered = table.sort_values("case").reset_index(drop=True)  # the order train_meta's folds were drawn in
+    probs = pd.Series(out_of_fold(ordered, bundle["folds"], bundle["seed"]), index=ordered["case"])
+    return probs.loc[list(table["case"])].to_numpy(), relation
 
 
 def ensemble_files(
-    models_dir: str | Path, model: LogisticRegression, task: str, fit_on: str, checkpoints: dict[str, str]
+    models_dir: str | Path,
+    model: LogisticRegression,
+    task: str,
+    fit_on: str,
+    checkpoints: dict[str, str],
+    **record: Any,
 ) -> dict[Path, Callable[[Path], None]]:
-    """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users)."""
-    payload = ensemble_payload(model, task, fit_on, checkpoints, sklearn.__version__)
+    """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users).
+
+    `record`: what it was fitted on (folds, seed, data, cases) and the thresholds chosen for it.
+    """
+    payload = ensemble_payload(model, task, fit_on, checkpoints, sklearn.__version__, **record)
     text = ensemble_text(payload)
     bundle = {**{k: v for k, v in payload.items() if k not in ("coef", "intercept", "classes")}, "model": model}
     return {
@@ -101,21 +226,121 @@ def ensemble_files(
 # ----------------------------------------------------------------------------- the command
 
 
-def validate_meta_config(cfg: MetaConfig) -> None:
-    check_options(
-        [
-            *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
-            one_of("--fit-on", cfg.fit_on, FIT_ON),
-            at_least("--folds", cfg.folds, 2),
-            seed_rule(cfg.seed),
-            one_of("--amp", cfg.amp, AMP_MODES),
-            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
-        ]
+def resolve_fit_on(cfg: MetaConfig, tune_cases: list[str] | None) -> str:
+    """--fit-on as given, or its default: the tuning split when the models folder has one."""
+    if cfg.fit_on is None:
+        return "tune" if tune_cases else "train"
+    if cfg.fit_on == "tune" and not tune_cases:
+        raise MRNetError(
+            f"--fit-on tune: {layout.tune_cases_file(cfg.models_dir)} does not exist, so the models were trained "
+            "without a tuning split (--tune-fraction 0); fit with --fit-on train or --fit-on valid-cv"
+        )
+    return cfg.fit_on
+
+
+def check_plane_models(cfg: MetaConfig, tasks: list[str], tune_cases: list[str] | None, fit_on: str) -> None:
+    """Every checkpoint must load, and where the tuning split is used, none may have trained on it.
+
+    A model trained with another --tune-fraction or --split-seed (or none) learned some of the
+    tuning exams, and its probabilities there would be in-sample: stacking or thresholds
+    chosen on them would carry the optimism the tuning split exists to avoid.
+    """
+    draws: dict[tuple[float, int], tuple[str, ...]] = {}
+    problems = []
+    for task in tasks:  # a wrong or corrupt checkpoint is reported before any long computation
+        for plane in PLANES:
+            config = load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)["config"]
+            if not tune_cases or fit_on == "valid-cv":
+                continue
+            key = (float(config.get("tune_fraction", 0.0)), int(config.get("split_seed", 0)))
+            if key not in draws:
+                draws[key] = tune_split_for(cfg.data_dir, *key).cases
+            if list(draws[key]) != tune_cases:
+                problems.append(f"{layout.model_name(task, plane)} (--tune-fraction {key[0]} --split-seed {key[1]})")
+    if problems:
+        raise MRNetError(
+            f"these models were not trained with the tuning split of {layout.tune_cases_file(cfg.models_dir)}, so "
+            f"they trained on some of its exams: {', '.join(problems)}. Retrain them with the folder's "
+            "--tune-fraction and --split-seed, or fit with --fit-on valid-cv"
+        )
+
+
+def auc_row(task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, scored: str) -> dict[str, Any]:
+    """The task's valid AUCs, and the ensemble against its best plane (DeLong's test on the same exams)."""
+    labels = valid["label"].to_numpy()
+    aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in PLANES}
+    defined = [p for p in PLANES if not np.isnan(aucs[p])]
+    best = max(defined, key=aucs.get) if defined else PLANES[0]
+    versus = delong_test(labels, valid[best].to_numpy(), ensemble)
+    return {
+        "task": task,
+        "split": "valid",
+        **aucs,
+        "ensemble": auc_or_nan(labels, ensemble),
+        "ensemble_fit_on": fit_on,
+        "ensemble_scored": scored,
+        "best_plane": best,
+        "ensemble_minus_best": versus.difference,
+        "p_delong": versus.p_value,
+    }
+
+
+def task_parts(
+    probs: dict[tuple[str, str], pd.DataFrame], task: str, tune_cases: list[str] | None, fit_on: str
+) -> dict[str, pd.DataFrame]:
+    """The task's probability tables by role: valid, and from the train split the tuning and the trained-on exams."""
+    parts = {"valid": probs[(task, "valid")]}
+    train = probs.get((task, "train"))
+    if train is not None:
+        held_out = train["case"].isin(tune_cases or [])
+        if tune_cases:
+            parts["tune"] = train[held_out].reset_index(drop=True)
+        if fit_on == "train":
+            parts["train"] = train[~held_out].reset_index(drop=True)
+    return parts
+
+
+def fit_task(
+    cfg: MetaConfig, task: str, parts: dict[str, pd.DataFrame], fit_on: str, checkpoints: dict[str, str]
+) -> dict[str, Any]:
+    """Fit one task's stacker with its thresholds; its files to write, AUC row, predictions and thresholds."""
+    valid = parts["valid"]
+    fitted_on = parts.get(fit_on)
+    model, valid_ensemble = fit_stacker(fitted_on, valid, fit_on, cfg.folds, cfg.seed)
+    ensemble = {"valid": valid_ensemble}
+    scored = {"valid": "out-of-fold" if fit_on == "valid-cv" else "held-out"}
+    if "tune" in parts and fit_on != "valid-cv":
+        tune = parts["tune"]
+        if fit_on == "tune" and fold_count(tune["label"].to_numpy(), cfg.folds):
+            ensemble["tune"], scored["tune"] = out_of_fold(tune, cfg.folds, cfg.seed), "out-of-fold"
+        else:
+            ensemble["tune"] = model.predict_proba(features(tune))[:, 1]
+            scored["tune"] = "in-sample" if fit_on == "tune" else "held-out"
+    thresholds = choose_thresholds(parts, ensemble, scored)
+    fit_table = valid if fit_on == "valid-cv" else fitted_on
+    writes = ensemble_files(
+        cfg.models_dir,
+        model,
+        task,
+        fit_on,
+        checkpoints,
+        folds=cfg.folds,
+        seed=cfg.seed,
+        data_dir=str(Path(cfg.data_dir).resolve()),
+        fit_split="valid" if fit_on == "valid-cv" else "train",
+        fit_cases=list(fit_table["case"]),
+        thresholds={name: asdict(t) for name, t in thresholds.items()},
     )
+    return {
+        "writes": writes,
+        "auc": auc_row(task, valid, valid_ensemble, fit_on, scored["valid"]),
+        "predictions": valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *PLANES, "ensemble"]],
+        "thresholds": [{"task": task, "model": name, **asdict(t)} for name, t in thresholds.items()],
+    }
 
 
 def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Fit one stacker per task with all three planes trained; write the ensembles and the AUC table."""
+    """Fit one stacker per task with all three planes trained; write the ensembles, thresholds and the AUC table."""
     validate_meta_config(cfg)
     ready, missing = layout.complete_tasks(cfg.models_dir, cfg.tasks, with_ensemble=False)
     lines = [f"{task}: no checkpoint {path}" for task, paths in missing.items() for path in paths]
@@ -129,32 +354,34 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
             + "\n  ".join(lines)
             + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
         )
+    tune_cases = read_tune_cases(cfg.models_dir)
+    fit_on = resolve_fit_on(cfg, tune_cases)
     check_writable(Path(cfg.models_dir))
-    splits = ("train", "valid") if cfg.fit_on == "train" else ("valid",)
+    check_plane_models(cfg, ready, tune_cases, fit_on)
+
+    # Score only what the fit needs: the tuning exams (not all of train) when stacking on them.
+    splits = ("valid",) if fit_on == "valid-cv" else ("train", "valid")
     hashes = check_checkpoints(cfg, ready, splits)
+    cases = {"train": tune_cases} if fit_on == "tune" else None
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring)
-    rows, valid_out, writes = [], [], {}
+    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases)
+    fitted, writes = [], {}
     for task in ready:
-        valid = probs[(task, "valid")]
-        train = probs.get((task, "train"))
         try:
-            model, ens = fit_stacker(train, valid, cfg.fit_on, cfg.folds, cfg.seed)
+            result = fit_task(cfg, task, task_parts(probs, task, tune_cases, fit_on), fit_on, hashes[task])
         except MRNetError as err:
             raise MRNetError(f"{task}: {err}; no ensemble, table or config was changed") from None
-        writes.update(ensemble_files(cfg.models_dir, model, task, cfg.fit_on, hashes[task]))
-        labels = valid["label"].to_numpy()
-        rows.append(
-            {"task": task, **{p: auc_or_nan(labels, valid[p]) for p in PLANES}, "ensemble": auc_or_nan(labels, ens)}
-        )
-        valid_out.append(valid.assign(ensemble=ens, task=task)[["task", "case", "label", *PLANES, "ensemble"]])
+        fitted.append(result)
+        writes.update(result["writes"])
 
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    predictions = pd.concat(valid_out, ignore_index=True)
+    table = pd.DataFrame([f["auc"] for f in fitted], columns=TABLE_COLUMNS)
+    predictions = pd.concat([f["predictions"] for f in fitted], ignore_index=True)
+    thresholds = pd.DataFrame([row for f in fitted for row in f["thresholds"]])
     out = Path(cfg.models_dir)
-    config_text, environment_text = json_text(plain(cfg)), json_text(environment())
+    config_text, environment_text = json_text({**plain(cfg), "fit_on": fit_on}), json_text(environment())
     writes[out / layout.AUC_TABLE] = lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f")
     writes[out / layout.ENSEMBLE_PREDICTIONS] = lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f")
+    writes[layout.thresholds_file(out)] = lambda tmp: thresholds.to_csv(tmp, index=False)
     writes[out / layout.META_CONFIG] = lambda tmp: tmp.write_text(config_text)
     writes[out / layout.META_ENVIRONMENT] = lambda tmp: tmp.write_text(environment_text)
     atomic_write_many(writes)

@@ -26,6 +26,9 @@ from .errors import MRNetError
 
 FORMAT = "mrnet-ensemble"
 FORMAT_VERSION = 1
+LOG_ODDS, PROBABILITY = "per-plane log-odds", "per-plane probability"  # the stacker's inputs, as bundles name them
+FEATURES = (LOG_ODDS, PROBABILITY)
+LOG_ODDS_CLIP = 1e-6  # probabilities are clipped to [1e-6, 1 - 1e-6] before the log-odds: at most +-13.8
 
 
 def file_sha256(path: Path) -> str:
@@ -42,21 +45,26 @@ def checkpoint_hashes(models_dir: str | Path, task: str) -> dict[str, str]:
 
 
 def ensemble_payload(
-    model: Any, task: str, fit_on: str, checkpoints: dict[str, str], sklearn_version: str
+    model: Any, task: str, fit_on: str, checkpoints: dict[str, str], sklearn_version: str, **record: Any
 ) -> dict[str, Any]:
-    """The JSON form of a fitted binary LogisticRegression over the planes' probabilities."""
+    """The JSON form of a fitted binary LogisticRegression over the planes' log-odds.
+
+    `record`: what the stacker was fitted on (folds, seed, data_dir, fit_split, fit_cases) and
+    the operating thresholds chosen for it, as plain values.
+    """
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "task": task,
         "planes": list(PLANES),
-        "features": "per-plane probability",
+        "features": LOG_ODDS,
         "fit_on": fit_on,
         "sklearn_version": sklearn_version,
         "classes": [int(c) for c in model.classes_],
         "coef": [float(c) for c in np.asarray(model.coef_, dtype=float).reshape(-1)],
         "intercept": float(np.asarray(model.intercept_, dtype=float).reshape(-1)[0]),
         "checkpoints": dict(checkpoints),
+        **record,
     }
 
 
@@ -107,6 +115,10 @@ def _problems(bundle: Any, task: str | None) -> list[str]:
         problems.append(f"coef {coef!r}, expected {len(PLANES)} finite numbers")
     if not _finite_number(bundle.get("intercept")):
         problems.append(f"intercept {bundle.get('intercept')!r}, expected a finite number")
+    if bundle.get("features") not in FEATURES:
+        problems.append(f"features {bundle.get('features')!r}, expected one of {', '.join(FEATURES)}")
+    if not isinstance(bundle.get("thresholds", {}), dict):
+        problems.append("thresholds: expected an object per model")
     if bundle.get("fit_on") not in FIT_ON:
         problems.append(f"fit_on {bundle.get('fit_on')!r}, expected one of {', '.join(FIT_ON)}")
     if not isinstance(bundle.get("sklearn_version"), str):
@@ -125,10 +137,33 @@ def _finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def features(table: pd.DataFrame, kind: str = LOG_ODDS) -> np.ndarray:
+    """(n, 3) stacker inputs from the planes' probabilities: their log-odds, or the probabilities themselves.
+
+    Log-odds, because the stacker's L2 penalty (C = 1) shrinks the large weights that
+    probabilities in [0, 1] need, and its output is then under-confident, not calibrated
+    (measured on simulated held-out plane probabilities, 300 fitting exams: expected
+    calibration error 0.11 with probabilities, 0.016 with log-odds). A monotone change of
+    each input: the stacker is still a logistic regression over the three planes' outputs.
+    Stackers saved with probabilities still load and are applied as they were fitted.
+    """
+    return as_features(table[list(PLANES)].to_numpy(dtype=np.float64), kind)
+
+
+def as_features(probs: np.ndarray, kind: str) -> np.ndarray:
+    if kind == PROBABILITY:
+        return probs
+    clipped = np.clip(probs, LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
+    return np.log(clipped / (1 - clipped))
+
+
 def ensemble_probabilities(bundle: dict[str, Any], table: pd.DataFrame) -> np.ndarray:
-    """P(positive) = sigmoid(x . coef + intercept), what scikit-learn's predict_proba gives for a binary model."""
-    features = table[bundle["planes"]].to_numpy(dtype=np.float64)
-    return expit(features @ np.asarray(bundle["coef"], dtype=np.float64) + bundle["intercept"])
+    """P(positive) = sigmoid(x . coef + intercept), what scikit-learn's predict_proba gives for a binary model.
+
+    x holds the planes' inputs in the bundle's plane order, as log-odds or probabilities as it was fitted.
+    """
+    x = as_features(table[bundle["planes"]].to_numpy(dtype=np.float64), bundle.get("features", PROBABILITY))
+    return expit(x @ np.asarray(bundle["coef"], dtype=np.float64) + bundle["intercept"])
 
 
 def check_fitted_checkpoints(bundle: dict[str, Any], models_dir: str | Path, path: Path) -> None:

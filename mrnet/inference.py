@@ -7,7 +7,7 @@ preprocessing, so a probability is the same whichever command computed it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,16 +141,23 @@ def fit_to_size(series: np.ndarray, size: int, source: Path, warned: set[tuple[P
 
 
 def plane_probabilities(
-    data_dir: str | Path, models_dir: str | Path, tasks: Sequence[str], splits: Sequence[str], scoring: Scoring
+    data_dir: str | Path,
+    models_dir: str | Path,
+    tasks: Sequence[str],
+    splits: Sequence[str],
+    scoring: Scoring,
+    cases: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
 
-    Works plane by plane so only one plane's series are in memory, and each series is
-    read once for all tasks. Series are resized to the slice size each model was trained
-    on, as prediction does (fit_to_size), so both give the same probability for an exam.
+    `cases` limits a split to some of its exams (the tuning split is part of train). Works
+    plane by plane so only one plane's series are in memory, and each series is read once
+    for all tasks. Series are resized to the slice size each model was trained on, as
+    prediction does (fit_to_size), so both give the same probability for an exam.
     """
     check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
     print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(scoring.device)}")
+    cases = cases or {}
     columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
     warned: set[tuple[Path, int]] = set()
     for plane in PLANES:
@@ -158,20 +165,18 @@ def plane_probabilities(
         models = {task: load_plane_model(models_dir, task, plane, scoring.device) for task in tasks}
         for split in splits:
             split_data = data[(split, plane)]
-            raw = [split_data.series[c] for c in split_data.cases]
+            chosen = list(cases.get(split, split_data.cases))
+            unknown = sorted(set(chosen) - set(split_data.cases))
+            if unknown:
+                raise MRNetError(f"{split}: no exams {', '.join(unknown[:8])} in {data_dir}")
+            position = {case: i for i, case in enumerate(split_data.cases)}
+            raw = [split_data.series[c] for c in chosen]
             for task in tasks:
                 model, size = models[task]
                 series = [fit_to_size(s, size, Path(split, plane), warned) for s in raw]
+                labels = split_data.labels_for(task)[[position[c] for c in chosen]]
                 logits = predict_logits(model, series, *scoring.args(), progress=f"{task}-{plane} {split}")
-                columns[(task, split)].append(
-                    pd.DataFrame(
-                        {
-                            "case": split_data.cases,
-                            "label": split_data.labels_for(task),
-                            plane: sigmoid(logits),
-                        }
-                    )
-                )
+                columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, plane: sigmoid(logits)}))
         del data, models
     return {key: merge_on_case(frames) for key, frames in columns.items()}
 

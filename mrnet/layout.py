@@ -2,18 +2,19 @@
 
 MODELS/<task>-<plane>/best.pt, last.pt        checkpoints (best epoch; resume state)
 MODELS/<task>-<plane>/metrics.csv             one row per epoch
-MODELS/<task>-<plane>/valid_predictions.csv   the best epoch's probabilities
+MODELS/<task>-<plane>/<split>_predictions.csv the best epoch's probabilities on the split that chose it (tune or valid)
 MODELS/<task>-<plane>/config.json, environment.json, train.log
 MODELS/<task>-<plane>/run.lock                held by the one process writing the run
 MODELS/all-<plane>/best.pt, last.pt, metrics.csv, config.json, environment.json, run.lock
                                               a multi-task run (--task all): one network, a logit per task
-MODELS/<task>-<plane>/best.pt, valid_predictions.csv
+MODELS/<task>-<plane>/best.pt, <split>_predictions.csv
                                               ... and its per-task views, written at its best epoch: single-task
                                               checkpoints (the head's row for the task), read like any other
 MODELS/runs/<task>-<plane>/, runs/all-<plane>/  TensorBoard events
 MODELS/ensemble-<task>.json                   the task's stacker, as plain numbers (what the commands load)
 MODELS/ensemble-<task>.joblib                 the same stacker pickled, for scikit-learn users (never loaded by default)
-MODELS/auc_table.csv, ensemble_valid_predictions.csv, meta_config.json, meta_environment.json
+MODELS/tune_cases.csv                         the tuning split carved from train, shared by every model
+MODELS/auc_table.csv, ensemble_valid_predictions.csv, thresholds.csv, meta_config.json, meta_environment.json
 MODELS/report/                                evaluate's default output
 """
 
@@ -28,13 +29,14 @@ from .errors import MRNetError
 BEST = "best.pt"
 LAST = "last.pt"
 METRICS = "metrics.csv"
-VALID_PREDICTIONS = "valid_predictions.csv"
 TRAIN_LOG = "train.log"
 RUN_LOCK = "run.lock"
 META_CONFIG = "meta_config.json"
 META_ENVIRONMENT = "meta_environment.json"
 AUC_TABLE = "auc_table.csv"
 ENSEMBLE_PREDICTIONS = "ensemble_valid_predictions.csv"
+TUNE_CASES = "tune_cases.csv"
+THRESHOLDS = "thresholds.csv"
 REPORT = "report"
 
 
@@ -52,6 +54,19 @@ def best_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
 
 def last_checkpoint(models_dir: str | Path, task: str, plane: str) -> Path:
     return model_dir(models_dir, task, plane) / LAST
+
+
+def selection_predictions(models_dir: str | Path, task: str, plane: str, split: str) -> Path:
+    """The best epoch's probabilities on the split that selected it: tune_predictions.csv or valid_predictions.csv."""
+    return model_dir(models_dir, task, plane) / f"{split}_predictions.csv"
+
+
+def tune_cases_file(models_dir: str | Path) -> Path:
+    return Path(models_dir) / TUNE_CASES
+
+
+def thresholds_file(models_dir: str | Path) -> Path:
+    return Path(models_dir) / THRESHOLDS
 
 
 def tensorboard_dir(models_dir: str | Path, task: str, plane: str) -> Path:

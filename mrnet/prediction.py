@@ -1,12 +1,19 @@
-"""Predicting new exams: each plane's and the ensemble's probability for every task, written to files.
+"""Predicting new exams: each plane's and the ensemble's probability for every task, and the call at its threshold.
 
 Inputs are checked up front (all problems reported at once, each naming its file), then
 the exams are scored plane by plane through the same preprocessing and batched inference
 as evaluation, so a prediction here equals the one the evaluation report counts.
+
+The ensemble's output is the number to read: a stacker fitted on the tuning split learned
+from probabilities like those of new exams, so it is calibrated (about p of the exams
+given p have the finding). The plane models were trained with a class weight, so their
+probabilities rank exams but are not calibrated. Beside each ensemble probability stands
+the operating point train_meta chose (Youden's J on the tuning split, or on valid without one).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +26,7 @@ from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
+from .ensemble import saved_thresholds
 from .ensemble_format import ensemble_probabilities, load_checked_ensemble
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
@@ -27,6 +35,7 @@ from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
 FIXED_OPERATING_POINT = 0.5
+OPERATING = ("threshold", "positive")  # per task after its probabilities: the ensemble's threshold and the call
 
 
 @dataclass
@@ -65,13 +74,38 @@ class Prediction:
 
 
 def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Each task's stacked probability from its planes' columns, merged by column name, never by position."""
+    """Each task's stacked probability from its planes' columns (merged by column name, never by position),
+    then its operating threshold and the call `positive` (1 when the probability reaches it)."""
     for task, bundle in ensembles.items():
         planes = table[[f"{task}_{p}" for p in bundle["planes"]]]
         planes.columns = list(bundle["planes"])
-        table[f"{task}_{ENSEMBLE}"] = ensemble_probabilities(bundle, planes)
-    ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE)]
+        probs = ensemble_probabilities(bundle, planes)
+        table[f"{task}_{ENSEMBLE}"] = probs
+        chosen = saved_thresholds(bundle).get(ENSEMBLE)
+        threshold = chosen.threshold if chosen is not None else math.nan
+        table[f"{task}_threshold"] = threshold
+        table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if chosen else pd.NA
+    ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE, *OPERATING)]
     return table[ordered]
+
+
+def calibration_notes(ensembles: dict[str, dict[str, Any]]) -> list[str]:
+    """What each task's ensemble output means, from what its stacker was fitted on."""
+    notes = []
+    for task, bundle in ensembles.items():
+        fit_on, chosen = bundle.get("fit_on", "train"), saved_thresholds(bundle).get(ENSEMBLE)
+        if fit_on == "train":
+            notes.append(
+                f"{task}: the ensemble was fitted on training-set probabilities (--fit-on train); its output ranks "
+                "exams but is over-confident, not a calibrated probability (refit with --fit-on tune)"
+            )
+        if chosen is None:
+            notes.append(f"{task}: this ensemble has no saved threshold (fitted by an older version); refit it")
+        else:
+            notes.append(
+                f"{task}: positive when the ensemble >= {chosen.threshold:.3f} (Youden's J on {chosen.chosen_on})"
+            )
+    return notes
 
 
 def competition_rows(table: pd.DataFrame) -> pd.DataFrame | None:
@@ -101,6 +135,10 @@ def predictions_json(
                 "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
                 "input_notes": (input_notes or {}).get(row["case"], []),
+                "operating_points": {
+                    t: {"threshold": _plain(row[f"{t}_threshold"]), "positive": _plain(row[f"{t}_positive"])}
+                    for t in tasks
+                },
             }
         )
         if attention and row["case"] in attention:
@@ -110,6 +148,13 @@ def predictions_json(
         "image_sizes": {tm.task: tm.image_sizes for tm in task_models},
         "exams": exam_rows,
     }
+
+
+def _plain(value: Any) -> float | int | None:
+    """A JSON value: NaN and pandas' NA become null."""
+    if value is None or pd.isna(value):
+        return None
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, Any]) -> tuple[list[Path], list[str]]:
@@ -191,7 +236,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         started = time.perf_counter()
         written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
-    return Prediction(table, tasks, written, skipped, blank + notes)
+    return Prediction(table, tasks, written, skipped, blank + calibration_notes(ensembles) + notes)
 
 
 # ----------------------------------------------------------------------------- the exam viewer
@@ -200,26 +245,34 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
 def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
     """The threshold each probability is called at on the viewer pages, and how it was chosen, said honestly.
 
-    predict has no tuned thresholds: evaluate chooses them on the training split (Youden's J)
-    and does not store them. So every model is called at 0.5, unless an ensemble file
-    carries a threshold of its own.
+    train_meta saves each model's threshold (Youden's J on the tuning split, or on valid)
+    with the ensemble; a model without one (an ensemble fitted by an older version) is
+    called at the fixed cut-off 0.5.
     """
-    thresholds, stored = {}, []
+    thresholds, stored, fixed = {}, {}, []
     for task, bundle in ensembles.items():
-        ensemble = bundle.get("threshold")
-        thresholds[task] = {
-            **dict.fromkeys(PLANES, FIXED_OPERATING_POINT),
-            ENSEMBLE: FIXED_OPERATING_POINT if ensemble is None else float(ensemble),
-        }
-        if ensemble is not None:
-            stored.append(task)
-    note = (
-        f"{FIXED_OPERATING_POINT} for every model, a fixed cut-off: the models carry no tuned threshold "
-        "(evaluate.py reports thresholds chosen on the training split by Youden's J)."
-    )
+        saved = {model: t.threshold for model, t in saved_thresholds(bundle).items()}
+        if ENSEMBLE not in saved and bundle.get("threshold") is not None:
+            saved[ENSEMBLE] = float(bundle["threshold"])
+        thresholds[task] = {m: float(saved.get(m, FIXED_OPERATING_POINT)) for m in (*PLANES, ENSEMBLE)}
+        chosen = {t.chosen_on for t in saved_thresholds(bundle).values()}
+        if saved:
+            stored[task] = ", ".join(sorted(chosen)) if chosen else "stored"
+        if len(saved) < len(PLANES) + 1:
+            fixed.append(task)
+    parts = []
     if stored:
-        note += f" Ensembles of {', '.join(stored)}: the threshold stored with the ensemble."
-    return thresholds, note
+        parts.append(
+            "Thresholds stored with the ensembles (Youden's J): "
+            + ", ".join(f"{task} (chosen on {where})" for task, where in stored.items())
+            + "."
+        )
+    if fixed:
+        parts.append(
+            f"{FIXED_OPERATING_POINT}, a fixed cut-off, for the models of {', '.join(fixed)} that carry no tuned "
+            "threshold (refit the ensembles with scripts/train_meta.py to store them)."
+        )
+    return thresholds, " ".join(parts)
 
 
 def write_viewer(

@@ -1,4 +1,4 @@
-"""Data-parallel training with 2 CPU processes (gloo): ranks agree, gathered predictions are exact."""
+"""Data-parallel training with 2 CPU processes (gloo): ranks agree, gathered tuning-split predictions are exact."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from helpers import ROOT, run_python
 
 from mrnet.checkpoint import load_checkpoint
 from mrnet.data.dataset import check_and_load
+from mrnet.data.splits import tune_split_for
 from mrnet.inference import predict_logits, sigmoid
 from mrnet.models import model_for_inference
 from mrnet.training.distributed import Ranks, shard
@@ -59,11 +60,14 @@ def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     assert rank0.keys() == rank1.keys() and rank0
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
-    gathered = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
+    # The ranks scored the tuning split (the default selecting split) together; rank 0 wrote it once.
+    tune = pd.read_csv(out / "tune_cases.csv", dtype={"case": str})["case"].tolist()
+    assert tune == list(tune_split_for(tiny_data, 0.1, 0).cases)
+    gathered = pd.read_csv(out / "acl-sagittal" / "tune_predictions.csv", dtype={"case": str})
     model = model_for_inference(
         load_checkpoint(out / "acl-sagittal" / "best.pt", "acl", "sagittal")["model"], torch.device("cpu")
     )
-    valid = check_and_load(tiny_data, ("acl",), ("sagittal",), ("valid",))[("valid", "sagittal")]
-    single = sigmoid(predict_logits(model, [valid.series[c] for c in valid.cases], torch.device("cpu")))
-    assert gathered["case"].tolist() == valid.cases
+    train = check_and_load(tiny_data, ("acl",), ("sagittal",), ("train",))[("train", "sagittal")]
+    single = sigmoid(predict_logits(model, [train.series[c] for c in tune], torch.device("cpu")))
+    assert gathered["case"].tolist() == tune
     np.testing.assert_allclose(gathered["prob"].to_numpy(), single, atol=1e-6)

@@ -39,8 +39,10 @@ def test_synthetic_data_to_auc_table(tmp_path):
     assert trained.returncode == 0, trained.stderr
     table = pd.read_csv(models / "auc_table.csv")
     assert table["task"].tolist() == ["abnormal", "acl", "meniscus"]
-    assert list(table.columns) == ["task", "axial", "coronal", "sagittal", "ensemble"]
-    assert "Validation AUC" in trained.stdout
+    assert list(table.columns)[:6] == ["task", "split", "axial", "coronal", "sagittal", "ensemble"]
+    assert set(table["ensemble_fit_on"]) == {"tune"}  # the new defaults: a tuning split, stacked on it
+    assert "AUC on the valid split (ensemble fitted on: tune" in trained.stdout
+    assert (models / "tune_cases.csv").is_file() and (models / "thresholds.csv").is_file()
     for task in ("abnormal", "acl", "meniscus"):
         assert (models / f"ensemble-{task}.joblib").is_file()
         for plane in ("axial", "coronal", "sagittal"):
@@ -53,6 +55,48 @@ def test_synthetic_data_to_auc_table(tmp_path):
     meta = run("train_meta.py", "--data-dir", str(data), "--output-dir", str(models), "--device", "cpu")
     assert meta.returncode == 0, meta.stderr
     assert pd.read_csv(models / "auc_table.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_paper_protocol_is_one_set_of_flags_away(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    paper = ["--tune-fraction", "0", "--select-on", "valid", "--fit-on", "train"]
+    result = run_training("train_all.py", tiny_data, models, "--epochs", "1", *paper)
+    assert result.returncode == 0, result.stderr
+    assert not (models / "tune_cases.csv").exists()
+    metrics = pd.read_csv(models / "acl-sagittal" / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "train_loss", "valid_loss", "valid_auc", "lr", "best"]
+    assert (models / "acl-sagittal" / "valid_predictions.csv").is_file()
+    assert set(pd.read_csv(models / "auc_table.csv")["ensemble_fit_on"]) == {"train"}
+    assert set(pd.read_csv(models / "thresholds.csv")["chosen_on"]) == {"valid"}  # never on train probabilities
+
+    report = run(
+        "evaluate.py",
+        "--data-dir",
+        str(tiny_data),
+        "--models-dir",
+        str(models),
+        "--bootstrap",
+        "0",
+        "--heatmap-exams",
+        "0",
+        "--tasks",
+        "acl",
+        "--device",
+        "cpu",
+    )
+    assert report.returncode == 0, report.stderr
+    metrics = pd.read_csv(models / "report" / "metrics.csv").query("task == 'acl'")
+    assert set(metrics["threshold_chosen_on"]) == {"valid, out-of-fold"}  # valid chose them: called out of fold
+    assert set(metrics.query("model != 'ensemble'")["probabilities"]) == {"chose the epoch"}
+    assert "this valid split chose them" in report.stdout
+
+
+def test_fit_on_tune_without_a_tuning_split_is_refused_before_training(tiny_data, tmp_path):
+    options = ["--tune-fraction", "0", "--select-on", "valid", "--fit-on", "tune"]
+    result = run_training("train_all.py", tiny_data, tmp_path / "m", *options)
+    assert result.returncode == 2 and "--fit-on tune needs a tuning split" in result.stderr
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatch):

@@ -1,9 +1,11 @@
-"""The stacked ensemble: merged on case id, fitted as the paper does, saved with its version."""
+"""The stacked ensemble: merged on case id, fitted on the tuning split or as the paper does, saved with its version."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
+from unittest.mock import ANY
 
 import numpy as np
 import pandas as pd
@@ -11,10 +13,14 @@ import pytest
 from helpers import train_config, write_tiny_layout
 from sklearn.metrics import roc_auc_score
 
+from mrnet import PLANES
+from mrnet.data.splits import read_tune_cases
+from mrnet.device import Scoring
 from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker
 from mrnet.ensemble_format import ensemble_payload, ensemble_text, load_ensemble
 from mrnet.errors import MRNetError
-from mrnet.inference import merge_on_case
+from mrnet.evaluation.calibration import brier_score, expected_calibration_error
+from mrnet.inference import merge_on_case, plane_probabilities
 from mrnet.layout import ENSEMBLE_PREDICTIONS
 from mrnet.layout import ensemble_file as ensemble_path
 from mrnet.training.trainer import train
@@ -104,10 +110,102 @@ def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, caps
     assert "abnormal: no checkpoint" in printed and "meniscus-axial" in printed
     assert table["task"].tolist() == ["acl"]
     saved = pd.read_csv(out / "auc_table.csv")
-    assert list(saved.columns) == ["task", "axial", "coronal", "sagittal", "ensemble"]
+    assert list(saved.columns) == [
+        "task",
+        "split",
+        "axial",
+        "coronal",
+        "sagittal",
+        "ensemble",
+        "ensemble_fit_on",
+        "ensemble_scored",
+        "best_plane",
+        "ensemble_minus_best",
+        "p_delong",
+    ]
+    row = saved.iloc[0]
+    assert (row["split"], row["ensemble_fit_on"], row["ensemble_scored"]) == ("valid", "tune", "held-out")
+    best = max(PLANES, key=lambda p: row[p])
+    assert row["best_plane"] == best and row["ensemble_minus_best"] == pytest.approx(
+        row["ensemble"] - row[best], abs=2e-4
+    )
+    assert 0 <= row["p_delong"] <= 1
     assert ensemble_path(out, "acl").is_file()
-    per_plane = pd.read_csv(out / "acl-sagittal" / "valid_predictions.csv", dtype={"case": str})
-    assert saved.loc[0, "sagittal"] == pytest.approx(roc_auc_score(per_plane["label"], per_plane["prob"]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_tuning_split_probabilities_are_those_training_recorded(acl_models):
+    data, out = acl_models
+    tune = read_tune_cases(out)
+    recorded = pd.read_csv(out / "acl-sagittal" / "tune_predictions.csv", dtype={"case": str})
+    scoring = Scoring.resolve("cpu", "auto", None)
+    probs = plane_probabilities(data, out, ["acl"], ["train"], scoring, cases={"train": tune})[("acl", "train")]
+    assert probs["case"].tolist() == recorded["case"].tolist() == tune
+    assert np.allclose(probs["sagittal"], recorded["prob"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_default_fit_is_on_the_tuning_split_with_thresholds_chosen_there(acl_models):
+    data, out = acl_models
+    fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], device="cpu"))
+    bundle = load_ensemble(ensemble_path(out, "acl"))
+    assert bundle["fit_on"] == "tune" and bundle["fit_split"] == "train"
+    assert bundle["fit_cases"] == read_tune_cases(out)
+    thresholds = pd.read_csv(out / "thresholds.csv")
+    assert thresholds["model"].tolist() == [*PLANES, "ensemble"]
+    assert set(thresholds["chosen_on"]) == {"tune"}
+    assert json.loads((out / "meta_config.json").read_text())["fit_on"] == "tune"
+
+
+@pytest.mark.slow
+def test_paper_fit_uses_the_trained_on_exams_and_still_thresholds_on_tune(acl_models):
+    data, out = acl_models
+    table = fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], fit_on="train"))
+    bundle = load_ensemble(ensemble_path(out, "acl"))
+    tune = read_tune_cases(out)
+    assert bundle["fit_on"] == "train" and len(bundle["fit_cases"]) == 12 - len(tune)
+    assert not set(bundle["fit_cases"]) & set(tune)
+    assert bundle["thresholds"]["ensemble"] == {"threshold": ANY, "chosen_on": "tune", "scored": "held-out"}
+    assert table.loc[0, "ensemble_fit_on"] == "train"
+
+
+@pytest.mark.slow
+def test_fit_on_tune_without_a_tuning_split_is_refused(acl_models, tmp_path):
+    data, out = acl_models
+    copy = tmp_path / "models"
+    shutil.copytree(out, copy)
+    (copy / "tune_cases.csv").unlink()
+    with pytest.raises(MRNetError, match=r"--fit-on tune: .*tune_cases.csv does not exist"):
+        fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(copy), fit_on="tune", device="cpu"))
+
+
+@pytest.mark.slow
+def test_models_that_trained_on_the_tuning_exams_are_refused(acl_models, tmp_path):
+    data, out = acl_models
+    copy = tmp_path / "models"
+    shutil.copytree(out, copy)
+    (copy / "tune_cases.csv").write_text("case,abnormal,acl,meniscus\n0000,0,0,0\n0003,1,1,1\n")
+    with pytest.raises(MRNetError, match=r"not trained with the tuning split.*acl-axial"):
+        fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(copy), device="cpu"))
+
+
+def test_stacker_fitted_on_held_out_probabilities_is_calibrated():
+    """Stacked on memorised training probabilities the output is over-confident; on tuning probabilities it is not."""
+    rng = np.random.default_rng(0)
+
+    def held_out(n: int) -> pd.DataFrame:  # what the planes give exams they never saw: informative, noisy
+        table = known_probabilities(n, int(rng.integers(1000)))
+        table["sagittal"] = np.clip(0.35 + 0.3 * table["label"] + rng.normal(0, 0.15, n), 0.01, 0.99)
+        return table
+
+    memorised = known_probabilities(300, 5)
+    memorised["sagittal"] = np.where(memorised["label"] == 1, 0.99, 0.01)  # the training exams, learned by heart
+    tune, valid = held_out(300), held_out(2000)
+    labels = valid["label"].to_numpy()
+    _, on_train = fit_stacker(memorised, valid, "train", folds=5, seed=0)
+    _, on_tune = fit_stacker(tune, valid, "tune", folds=5, seed=0)
+    assert expected_calibration_error(labels, on_tune) < 0.05 < expected_calibration_error(labels, on_train)
+    assert brier_score(labels, on_tune) < brier_score(labels, on_train)
 
 
 @pytest.mark.slow

@@ -18,9 +18,12 @@ from mrnet.cli.train_meta import main as train_meta
 from mrnet.data.dataset import series_path
 from mrnet.ensemble import fit_stacker
 from mrnet.ensemble_format import (
+    LOG_ODDS,
+    PROBABILITY,
     ensemble_payload,
     ensemble_probabilities,
     ensemble_text,
+    features,
     load_ensemble,
     load_ensemble_joblib,
 )
@@ -42,10 +45,15 @@ def test_json_probabilities_equal_scikit_learns(tmp_path):
     with pytest.warns(UserWarning, match="scikit-learn 1.0"):
         bundle = load_ensemble(path, "acl")
     table = known_probabilities(50, 3)
-    expected = model.predict_proba(table[list(PLANES)].to_numpy())[:, 1]
+    expected = model.predict_proba(features(table))[:, 1]  # the stacker is fitted on the planes' log-odds
+    assert bundle["features"] == LOG_ODDS
     assert np.allclose(ensemble_probabilities(bundle, table), expected, rtol=0, atol=1e-12)
     shuffled = table[["sagittal", "axial", "coronal"]]  # columns are taken by name, never by position
     assert np.allclose(ensemble_probabilities(bundle, shuffled), expected, rtol=0, atol=1e-12)
+    # a stacker recorded as fitted on probabilities is applied to probabilities
+    on_probs = {**bundle, "features": PROBABILITY}
+    raw = model.predict_proba(table[list(PLANES)].to_numpy())[:, 1]
+    assert np.allclose(ensemble_probabilities(on_probs, table), raw, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,15 @@
-"""Evaluation metrics on hand examples, and the evaluate command end to end on tiny trained models."""
+"""Evaluation metrics on hand examples, and the evaluate command end to end on tiny trained models.
+
+Every figure must say where it comes from: thresholds never chosen on training probabilities,
+out-of-fold figures for a stacker cross-validated on the evaluated split, and another dataset
+recognised as one that chose nothing.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +17,10 @@ import pandas as pd
 import pytest
 from helpers import run_script
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 
 from mrnet import PLANES, TASKS
+from mrnet.ensemble import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
 from mrnet.evaluation.metrics import (
@@ -20,10 +28,12 @@ from mrnet.evaluation.metrics import (
     bootstrap_auc,
     bootstrap_indices,
     competition_score,
+    cross_validated_operating_point,
     operating_point,
     youden_threshold,
 )
 from mrnet.evaluation.showcase import pick
+from mrnet.synthetic import make_dataset
 from mrnet.viewer import browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +95,22 @@ def test_operating_point_on_hand_example():
     assert point.sensitivity == pytest.approx(3 / 4)
     assert point.specificity == pytest.approx(2 / 4)
     assert point.accuracy == pytest.approx(5 / 8)
+
+
+def test_out_of_fold_operating_point_calls_each_exam_with_a_threshold_chosen_without_it():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    point = cross_validated_operating_point(labels, scores, folds=2, seed=0)
+    called = np.zeros(8, dtype=bool)
+    for fit, held in StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(scores.reshape(-1, 1), labels):
+        called[held] = scores[held] >= youden_threshold(labels[fit], scores[fit])
+    assert point.true_positives == int((called & (labels == 1)).sum())
+    assert point.false_positives == int((called & (labels == 0)).sum())
+    assert math.isnan(point.threshold)
+    # In-sample the separable scores look perfect; out of fold a positive below its fold's threshold is missed.
+    in_sample = operating_point(labels, scores, youden_threshold(labels, scores))
+    assert in_sample.sensitivity == 1.0 and point.sensitivity < 1.0 and point.specificity == 1.0
+    assert math.isnan(cross_validated_operating_point(np.array([1, 0, 0]), np.arange(3.0), 5, 0).sensitivity)
 
 
 def test_competition_score_is_mean_column_auc():
@@ -150,6 +176,8 @@ def test_report_files_and_links(report):
     for task in TASKS:
         assert (out / f"roc-{task}.png").stat().st_size > 0
         assert f"(roc-{task}.png)" in text
+        assert (out / f"calibration-{task}.png").stat().st_size > 0
+        assert f"(calibration-{task}.png)" in text
     heatmaps = sorted((out / "heatmaps").glob("*.png"))
     assert heatmaps and all(f"(heatmaps/{p.name})" in text for p in heatmaps)
     assert (out / "evaluate_config.json").is_file()
@@ -158,6 +186,57 @@ def test_report_files_and_links(report):
     assert len(saved) == len(metrics) == 3 * 4 + 4
     per_model = saved[saved["task"] != "mean"]
     assert per_model[["sensitivity_youden", "specificity_youden", "accuracy_youden"]].notna().all().all()
+    assert per_model[["brier", "ece"]].notna().all().all()
+
+
+def test_report_says_how_each_number_was_made(report):
+    out, metrics = report
+    rows = metrics[metrics["task"] != "mean"]
+    assert set(rows["threshold_chosen_on"]) == {"tune"}  # the tiny models have a tuning split
+    assert set(rows["probabilities"]) == {"held-out"}  # valid chose nothing: epochs, stacker, thresholds on tune
+    text = (out / "report.md").read_text()
+    assert "## How these numbers were made" in text
+    assert "epochs were chosen on the tune split" in text and "this valid split chose nothing" in text
+    assert "ensemble was fitted on tune" in text and "never on training probabilities" in text
+
+
+def test_valid_cv_ensembles_report_out_of_fold_figures_and_thresholds(tiny, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(tiny.models_dir, models)
+    meta = MetaConfig(data_dir=str(tiny.data_dir), models_dir=str(models), fit_on="valid-cv", folds=3, device="cpu")
+    table = fit_ensembles(meta).set_index("task")
+    cfg = EvalConfig(
+        data_dir=str(tiny.data_dir),
+        models_dir=str(models),
+        out=str(tmp_path / "r"),
+        bootstrap=0,
+        device="cpu",
+        heatmap_exams=0,
+    )
+    result = run_evaluate(cfg)
+    rows = result.metrics[result.metrics["task"] != "mean"].set_index(["task", "model"])
+    for task in TASKS:
+        assert rows.loc[(task, "ensemble"), "auc"] == pytest.approx(table.loc[task, "ensemble"], abs=5e-5)
+        assert rows.loc[(task, "ensemble"), "probabilities"] == "out-of-fold"
+        assert rows.loc[(task, "ensemble"), "threshold_chosen_on"] == "valid, out-of-fold"
+    assert "figures here are out-of-fold" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_another_dataset_chose_nothing_and_gets_the_saved_thresholds(tiny, tmp_path):
+    other = tmp_path / "untouched"
+    make_dataset(other, n_train=2, n_valid=12, size=64, seed=7, slices=(2, 4))
+    cfg = EvalConfig(
+        data_dir=str(other),
+        models_dir=str(tiny.models_dir),
+        out=str(tmp_path / "r"),
+        bootstrap=0,
+        device="cpu",
+        heatmap_exams=0,
+        tasks=["acl"],
+    )
+    rows = run_evaluate(cfg).metrics
+    rows = rows[rows["task"] == "acl"]
+    assert set(rows["probabilities"]) == {"held-out"} and set(rows["threshold_chosen_on"]) == {"tune"}
 
 
 def test_missing_models_is_a_clear_error(tiny_data, tmp_path):

@@ -63,13 +63,15 @@ def test_task_all_through_the_commands(tiny_data, tmp_path):
     models = tmp_path / "models"
     trained = run_training("train_all.py", tiny_data, models, "--task", "all", "--pool", "attention", "--epochs", "2")
     assert trained.returncode == 0, trained.stderr
-    assert "Validation AUC" in trained.stdout
+    assert "AUC on the valid split" in trained.stdout
+    tune_cases = pd.read_csv(models / "tune_cases.csv", dtype={"case": str})["case"].tolist()
     for plane in PLANES:
         run = models / f"all-{plane}"
         assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
         metrics = pd.read_csv(run / "metrics.csv")
-        assert [f"val_auc_{t}" for t in TASKS] == list(metrics.columns[-3:])
-        np.testing.assert_allclose(metrics["val_auc"], metrics[[f"val_auc_{t}" for t in TASKS]].mean(axis=1))
+        # the tuning split picks the epoch: its per-task AUCs, and their mean
+        assert [f"tune_auc_{t}" for t in TASKS] == list(metrics.columns[-3:])
+        np.testing.assert_allclose(metrics["tune_auc"], metrics[[f"tune_auc_{t}" for t in TASKS]].mean(axis=1))
         full = load_checkpoint(run / "best.pt")
         assert full["model_args"]["outputs"] == 3
         for index, task in enumerate(TASKS):
@@ -77,7 +79,9 @@ def test_task_all_through_the_commands(tiny_data, tmp_path):
             assert view["model_args"]["outputs"] == 1 and view["output_index"] == index
             assert view["view_of"] == f"all-{plane}" and view["best_epoch"] == full["best_epoch"]
             assert torch.equal(view["model"]["classifier.weight"][0], full["model"]["classifier.weight"][index])
-            assert (models / f"{task}-{plane}" / "valid_predictions.csv").is_file()
+            predictions = pd.read_csv(models / f"{task}-{plane}" / "tune_predictions.csv", dtype={"case": str})
+            assert predictions["case"].tolist() == tune_cases
+            assert view["select_split"] == "tune"
             assert not (models / f"{task}-{plane}" / "last.pt").exists()
     assert len(pd.read_csv(models / "auc_table.csv")) == 3
 

@@ -19,9 +19,12 @@ from mrnet.cli.predict import main
 from mrnet.data.dataset import series_path
 from mrnet.data.exams import plane_named_in
 from mrnet.data.series import resize_series
+from mrnet.ensemble_format import load_ensemble
 from mrnet.errors import MRNetError
 
-COLUMNS = ["case"] + [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble")]
+ROOT = Path(__file__).resolve().parents[1]
+PROBABILITIES = [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble")]
+COLUMNS = ["case"] + [f"{t}_{c}" for t in TASKS for c in (*PLANES, "ensemble", "threshold", "positive")]
 
 
 def valid_cases(tiny) -> list[str]:
@@ -48,20 +51,26 @@ def test_three_files_give_csv_and_json(tiny, tmp_path, capsys):
     case = valid_cases(tiny)[0]
     table = main(predict_argv(tiny.models_dir, *plane_args(tiny.data_dir, case), out=tmp_path))
     printed = capsys.readouterr().out
-    assert case in printed and "ensemble" in printed
+    assert case in printed and "ensemble" in printed and "threshold" in printed
+    assert "Youden's J on tune" in printed
 
     saved = pd.read_csv(tmp_path / "predictions.csv", dtype={"case": str})
     assert list(saved.columns) == COLUMNS
     assert list(saved["case"]) == [case]
-    probs = saved.drop(columns="case").to_numpy()
+    probs = saved[PROBABILITIES].to_numpy()
     assert ((probs > 0) & (probs < 1)).all()
-    assert np.allclose(probs, table.drop(columns="case").to_numpy(), atol=1e-6)
+    assert np.allclose(probs, table[PROBABILITIES].to_numpy(), atol=1e-6)
+    for task in TASKS:  # the call is the ensemble probability against the threshold train_meta chose on tune
+        threshold = load_ensemble(tiny.models_dir / f"ensemble-{task}.json")["thresholds"]["ensemble"]["threshold"]
+        assert saved[f"{task}_threshold"].iloc[0] == pytest.approx(threshold)
+        assert saved[f"{task}_positive"].iloc[0] == int(saved[f"{task}_ensemble"].iloc[0] >= threshold)
 
     payload = json.loads((tmp_path / "predictions.json").read_text())
     exam = payload["exams"][0]
     assert exam["case"] == case
     assert set(exam["probabilities"]) == set(TASKS)
     assert set(exam["probabilities"]["acl"]) == {*PLANES, "ensemble"}
+    assert set(exam["operating_points"]["acl"]) == {"threshold", "positive"}
     assert (tmp_path / "predict_config.json").is_file()
 
 
@@ -74,7 +83,7 @@ def test_exam_folder_input(tiny, valid_run, tmp_path):
         shutil.copy(series_path(tiny.data_dir, "valid", plane, case), folder / f"{plane}.npy")
     table = main(predict_argv(tiny.models_dir, "--exam-dir", str(folder), out=tmp_path / "out"))
     assert list(table["case"]) == ["knee-07"]
-    assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
+    assert np.allclose(table[PROBABILITIES].to_numpy()[0], valid_run[1].loc[case, PROBABILITIES].to_numpy())
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +127,7 @@ def test_csv_without_plane_names_is_read_axial_coronal_sagittal(tiny, valid_run,
     listing.write_text("\n".join(rows) + "\n")
     table = main(predict_argv(tiny.models_dir, "--input-csv", str(listing), out=tmp_path / "a"))
     assert list(table["case"]) == [case]
-    assert np.allclose(table.drop(columns="case").to_numpy()[0], valid_run[1].loc[case].to_numpy())
+    assert np.allclose(table[PROBABILITIES].to_numpy()[0], valid_run[1].loc[case, PROBABILITIES].to_numpy())
 
 
 @pytest.mark.slow
@@ -173,7 +182,15 @@ def test_task_without_models_is_skipped(tiny, tmp_path, capsys):
     table = main(predict_argv(partial, *plane_args(tiny.data_dir, valid_cases(tiny)[0]), out=tmp_path / "o"))
     printed = capsys.readouterr().out
     assert "abnormal: skipped" in printed and "meniscus: skipped" in printed
-    assert list(table.columns) == ["case", "acl_axial", "acl_coronal", "acl_sagittal", "acl_ensemble"]
+    assert list(table.columns) == [
+        "case",
+        "acl_axial",
+        "acl_coronal",
+        "acl_sagittal",
+        "acl_ensemble",
+        "acl_threshold",
+        "acl_positive",
+    ]
 
 
 @pytest.mark.slow

@@ -24,9 +24,24 @@ def test_worker_command_line_rebuilds_the_same_config():
         augment=False,
         channels_last=False,
         seed=5,
+        tune_fraction=0.2,
+        split_seed=3,
+        select_on="valid",
+        plateau_on="auc",
         resume=True,
     )
-    explicit = {"epochs", "lr", "pretrained", "augment", "channels_last", "seed"}
+    explicit = {
+        "epochs",
+        "lr",
+        "pretrained",
+        "augment",
+        "channels_last",
+        "seed",
+        "tune_fraction",
+        "split_seed",
+        "select_on",
+        "plateau_on",
+    }
     argv = train_plane_argv(cfg, explicit, "cuda:1")
     assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
     parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))

@@ -13,4 +13,5 @@ COMMANDS = {
     "train-all": "mrnet.cli.train_all",
     "evaluate": "mrnet.cli.evaluate",
     "predict": "mrnet.cli.predict",
+    "compare": "mrnet.cli.compare",
 }

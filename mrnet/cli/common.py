@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import AMP_MODES, FIT_ON, TASKS
+from .. import AMP_MODES, FIT_ON, PLATEAU_ON, SELECT_ON, TASKS
 from ..errors import MRNetError
 
 EVAL_SLICES_HELP = (
@@ -78,13 +78,42 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--patience",
         type=int,
         default=None,
-        help=f"stop after this many epochs without a better validation AUC; 0 = never (default {d.patience})",
+        help="stop after this many epochs without a better AUC on the --select-on split; 0 = never "
+        f"(default {d.patience})",
     )
     parser.add_argument(
         "--lr-patience", type=int, default=None, help=f"ReduceLROnPlateau patience (default {d.lr_patience})"
     )
     parser.add_argument(
         "--lr-factor", type=float, default=None, help=f"ReduceLROnPlateau factor (default {d.lr_factor})"
+    )
+    parser.add_argument(
+        "--tune-fraction",
+        type=float,
+        default=None,
+        help="share of the train exams held out as the tuning split, stratified on label combination and never "
+        f"trained on; 0 = none, the paper's protocol (default {d.tune_fraction})",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help=f"fixes which exams the tuning split holds (default {d.split_seed})",
+    )
+    parser.add_argument(
+        "--select-on",
+        default=None,
+        choices=SELECT_ON,
+        help="the split that picks the best epoch and drives the LR schedule and early stopping: tune keeps the "
+        "public valid split untouched until train_meta/evaluate; valid is the paper's protocol "
+        f"(default {d.select_on})",
+    )
+    parser.add_argument(
+        "--plateau-on",
+        default=None,
+        choices=PLATEAU_ON,
+        help="what ReduceLROnPlateau watches on the --select-on split: loss (as the baseline code) or auc "
+        f"(default {d.plateau_on})",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help=f"fixes data order, augmentation and initialisation (default {d.seed})"
@@ -172,12 +201,15 @@ def training_config_from_args(args: argparse.Namespace, **overrides: Any):
 def add_ensemble_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fit-on",
-        default="train",
+        default=None,
         choices=FIT_ON,
-        help="train: the paper's protocol (stacker fitted on the CNNs' train-set probabilities); "
-        "valid-cv: cross-validated on the valid split, free of in-sample optimism",
+        help="what the stacker learns from: tune (the CNNs' probabilities on the tuning exams, which they did "
+        "not train on; the default when the models folder has a tuning split); train (the paper's protocol: "
+        "the exams the CNNs trained on; the default without a tuning split); valid-cv (cross-validated on valid)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="folds for --fit-on valid-cv (default 5)")
+    parser.add_argument(
+        "--folds", type=int, default=5, help="folds for --fit-on valid-cv and out-of-fold thresholds (default 5)"
+    )
 
 
 def add_tasks(parser: argparse.ArgumentParser) -> None:
@@ -189,16 +221,23 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def print_auc_table(table, fit_on: str) -> None:
-    """The AUC table as console text: a row per task, then the mean over tasks."""
-    columns = list(table.columns[1:])
-    print(f"\nValidation AUC (ensemble fitted on: {fit_on})")
-    header = f"{'task':<10}" + "".join(f"{c:>10}" for c in columns)
+def print_auc_table(table) -> None:
+    """The AUC table as console text: a row per task, the mean over tasks, then the ensemble against its best plane."""
+    columns = ["axial", "coronal", "sagittal", "ensemble"]
+    fit_on, scored = table["ensemble_fit_on"].iloc[0], table["ensemble_scored"].iloc[0]
+    print(f"\nAUC on the valid split (ensemble fitted on: {fit_on}; its valid figures are {scored})")
+    header = f"{'task':<10}" + "".join(f"{c:>10}" for c in columns) + f"  {'ensemble vs best plane':<30}"
     print(header)
     print("-" * len(header))
-    for row in table.itertuples(index=False):
-        cells = "".join(f"{fmt(getattr(row, c)):>10}" for c in columns)
-        print(f"{row.task:<10}{cells}")
+    for row in table.to_dict("records"):
+        cells = "".join(f"{fmt(row[c]):>10}" for c in columns)
+        verdict = (
+            "beats" if row["ensemble_minus_best"] > 0 else ("ties" if row["ensemble_minus_best"] == 0 else "below")
+        )
+        versus = (
+            f"{verdict} {row['best_plane']}: {row['ensemble_minus_best']:+.4f} (DeLong p {fmt(row['p_delong'], 3)})"
+        )
+        print(f"{row['task']:<10}{cells}  {versus}")
     if len(table) > 1:
         mean = table[columns].mean(skipna=False)  # n/a when a task's AUC is undefined, as evaluate reports it
         print(f"{'mean':<10}" + "".join(f"{fmt(mean[c]):>10}" for c in columns))

@@ -1,4 +1,11 @@
-"""mrnet-evaluate: AUC with bootstrap intervals, operating points, ROC curves, heatmaps, report.md and report.html."""
+"""mrnet-evaluate: AUC with bootstrap intervals, calibration, operating points, ROC curves, heatmaps, report.md
+and report.html.
+
+Every figure is on --split; the output says which split chose each model's epochs, fitted
+each stacker and chose each threshold, so a figure from a split that chose something is
+never shown as a test figure. For a stacker cross-validated on the evaluated split (--fit-on
+valid-cv) the ensemble's figures are out-of-fold, equal to those in auc_table.csv.
+"""
 
 from __future__ import annotations
 
@@ -52,13 +59,14 @@ def main(argv: Sequence[str] | None = None):
     cfg = config_from_args(EvalConfig, args)
     result = run_evaluate(cfg)
     print(
-        f"\nEvaluation on {result.split} ({result.n_exams} exams); thresholds chosen on train by Youden's J; "
-        f"AUC intervals from {result.bootstrap} bootstrap resamples"
+        f"\nEvaluation on the {result.split} split ({result.n_exams} exams); AUC intervals from {result.bootstrap} "
+        "bootstrap resamples; thresholds by Youden's J (see 'chosen on' in the report)"
     )
     print(text_table(result.metrics))
-    print(f"competition score (mean ensemble AUC): {result.score:.4f}")
+    print(f"competition score (mean ensemble AUC on {result.split}): {result.score:.4f}")
+    print("how these numbers were made:")
     for note in result.notes:
-        print(f"note: {note}")
+        print(f"  - {note}")
     print(f"\nreport: {result.report}\n")
     return result.metrics
 

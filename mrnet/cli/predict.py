@@ -71,16 +71,25 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def print_predictions(table, tasks: Sequence[str]) -> None:
+    """Per exam and task: the planes' and the ensemble's probabilities, the threshold and the call."""
+    import pandas as pd  # here, not at the top: --help answers without loading the libraries
+
     models = (*PLANES, "ensemble")
-    header = f"{'case':<12}{'task':<10}" + "".join(f"{c:>10}" for c in models)
+    header = f"{'case':<12}{'task':<10}" + "".join(f"{c:>10}" for c in models) + f"{'threshold':>11}  call"
     print(header)
     print("-" * len(header))
     for row in table.head(MAX_PRINTED_EXAMS).to_dict("records"):
         for task in tasks:
             cells = "".join(f"{fmt(row[f'{task}_{c}']):>10}" for c in models)
-            print(f"{row['case']!s:<12}{task:<10}{cells}")
+            positive = row[f"{task}_positive"]
+            call = "n/a" if pd.isna(positive) else ("positive" if positive else "negative")
+            print(f"{row['case']!s:<12}{task:<10}{cells}{fmt(row[f'{task}_threshold'], 3):>11}  {call}")
     if len(table) > MAX_PRINTED_EXAMS:
         print(f"... {len(table) - MAX_PRINTED_EXAMS} more exams in the CSV")
+    print(
+        "Read the ensemble: plane models are trained with a class weight, so their probabilities rank exams "
+        "but are not calibrated."
+    )
 
 
 def main(argv: Sequence[str] | None = None):

@@ -85,15 +85,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         parser.error("--task all trains every task at once; leave out --tasks")
     base, explicit = training_config_from_args(args, task=args.task or args.tasks[0], plane=args.planes[0])
     explicit -= {"task", "plane", "resume"}
+    from .. import layout
     from ..data.dataset import check_and_load
+    from ..data.splits import check_both_classes, prepare_tune_split
     from ..device import check_devices
     from ..ensemble import MetaConfig, fit_ensembles
+    from ..errors import MRNetError
+    from ..training.config import validate_config
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
 
+    validate_config(base)
+    if not args.skip_meta and args.fit_on == "tune" and base.tune_fraction == 0:
+        raise MRNetError("--fit-on tune needs a tuning split: set --tune-fraction above 0, or use --fit-on train")
     devices = default_devices(args.devices, base.device)
     check_devices(devices)
     # Every data problem before hours of work; the headers also tell whether finished models saw this data.
     headers = check_and_load(base.data_dir, args.tasks, args.planes, load=False)
+    # The tuning split, drawn and written once for the whole sweep; --overwrite starts it over.
+    if base.overwrite:
+        layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)
+    tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
+    check_both_classes(tune, args.tasks)
     todo = pending_models(base, [args.task] if args.task else args.tasks, args.planes, explicit=explicit, data=headers)
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
@@ -111,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             amp=base.amp,
             eval_max_slices=base.eval_max_slices,
         )
-        print_auc_table(fit_ensembles(meta), meta.fit_on)
+        print_auc_table(fit_ensembles(meta))
     return summaries
 
 

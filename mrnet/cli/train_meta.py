@@ -1,4 +1,4 @@
-"""mrnet-train-meta: fit the per-task stacked ensembles and print the validation AUC table."""
+"""mrnet-train-meta: fit the per-task stacked ensembles and their thresholds; print the valid-split AUC table."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None):
 
     cfg = config_from_args(MetaConfig, args)
     table = fit_ensembles(cfg)
-    print_auc_table(table, cfg.fit_on)
+    print_auc_table(table)
     return table
 
 

@@ -1,9 +1,16 @@
-"""Evaluating trained models on a split: metrics with intervals, ROC curves, heatmaps, report.md and report.html.
+"""Evaluating trained models on a split: metrics with intervals, calibration, ROC curves, heatmaps, report.md
+and report.html.
 
-Probabilities come from the very path train_meta uses (inference.plane_probabilities:
-check_and_load, the shared preprocessing, batched predict_logits; then the saved
-stacker's predict_proba), so the AUCs here equal those in auc_table.csv for the same
-models and split. Nothing is refitted.
+Probabilities come from the very path train_meta uses (evaluation.scores: the shared
+preprocessing and batched inference, then the saved stacker), so every AUC here equals the
+one in auc_table.csv for the same models and split, the ensemble's included: for a stacker
+cross-validated on this split (--fit-on valid-cv) both are its out-of-fold figures, never
+those of the stacker refitted on the whole split. Nothing is refitted.
+
+Operating thresholds (Youden's J) are never chosen on training probabilities: the ones
+train_meta chose on the tuning split are applied unchanged; where they were chosen on the
+evaluated split itself (no tuning split), each exam is called with a threshold chosen on the
+other folds (metrics.cross_validated_operating_point).
 """
 
 from __future__ import annotations
@@ -22,14 +29,23 @@ from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble_format import ensemble_probabilities, load_checked_ensemble
+from ..ensemble import saved_thresholds
+from ..ensemble_format import load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
-from ..inference import fit_to_size, load_plane_model, plane_probabilities, slice_attention
+from ..inference import fit_to_size, load_plane_model, slice_attention
 from ..runinfo import environment, plain
-from .metrics import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices, operating_point, youden_threshold
+from .calibration import calibration, plot_reliability
+from .metrics import (
+    DEFAULT_RESAMPLES,
+    bootstrap_auc,
+    bootstrap_indices,
+    cross_validated_operating_point,
+    operating_point,
+)
 from .report import ReportContent, plot_roc, save_csv, write_report
 from .report_html import write_html_report
+from .scores import TaskScores, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
 
 MODELS = (*PLANES, "ensemble")
@@ -38,6 +54,7 @@ MODELS = (*PLANES, "ensemble")
 HEATMAP_PLANE = {"abnormal": "sagittal", "acl": "sagittal", "meniscus": "coronal"}
 HEATMAP_SLICES = 2
 FIXED_THRESHOLD = 0.5
+THRESHOLD_FOLDS = 5  # folds of the out-of-fold thresholds when no tuning split chose them
 
 
 @dataclass
@@ -76,56 +93,52 @@ def validate_eval_config(cfg: EvalConfig) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- probabilities
-
-
-def model_probabilities(
-    cfg: EvalConfig, tasks: Sequence[str], scoring: Scoring, ensembles: dict[str, dict[str, Any]]
-) -> dict[tuple[str, str], pd.DataFrame]:
-    """(task, split) -> case, label, axial, coronal, sagittal, ensemble for the evaluated split and train.
-
-    Train is needed for the thresholds, which are chosen there and applied unchanged.
-    """
-    splits = ["train"] if cfg.split == "train" else ["train", cfg.split]
-    tables = plane_probabilities(cfg.data_dir, cfg.models_dir, tasks, splits, scoring)
-    for task in tasks:
-        bundle = ensembles[task]
-        for split in splits:
-            table = tables[(task, split)]
-            tables[(task, split)] = table.assign(ensemble=ensemble_probabilities(bundle, table))
-    return tables
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
-def task_metrics(
-    task: str, evaluated: pd.DataFrame, train: pd.DataFrame, split: str, resamples: int, seed: int
-) -> list[dict[str, Any]]:
-    """One row per model of a task: AUC with interval, and operating points at Youden's train threshold and 0.5."""
+def model_operating_point(scores: TaskScores, model: str, split: str, seed: int) -> tuple[Any, str]:
+    """The operating point at the model's saved threshold, or out-of-fold where that was chosen on this split."""
+    table = scores.table
+    labels, probs = table["label"].to_numpy(), table[model].to_numpy()
+    saved = saved_thresholds(scores.bundle).get(model)
+    if saved is None or (saved.chosen_on == split and scores.same_data):
+        folds = scores.bundle.get("folds", THRESHOLD_FOLDS)
+        return cross_validated_operating_point(labels, probs, folds, seed), f"{split}, out-of-fold"
+    return operating_point(labels, probs, saved.threshold), saved.chosen_on
+
+
+def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> list[dict[str, Any]]:
+    """One row per model of a task: AUC with interval, calibration, operating points (Youden's and 0.5)."""
+    evaluated = scores.table
     labels = evaluated["label"].to_numpy()
     # Seeded by (seed, task) so a task's intervals do not depend on which other tasks are evaluated.
-    rng = np.random.default_rng([seed, TASKS.index(task)])
+    rng = np.random.default_rng([seed, TASKS.index(scores.task)])
     indices = bootstrap_indices(len(labels), resamples, rng)
     rows = []
     for model in MODELS:
         probs = evaluated[model].to_numpy()
         interval = bootstrap_auc(labels, probs, indices)
-        threshold = youden_threshold(train["label"].to_numpy(), train[model].to_numpy())
-        at_youden = operating_point(labels, probs, threshold)
+        at_youden, chosen_on = model_operating_point(scores, model, split, seed)
         at_fixed = operating_point(labels, probs, FIXED_THRESHOLD)
+        calibrated = calibration(labels, probs)
         rows.append(
             {
-                "task": task,
+                "task": scores.task,
                 "model": model,
                 "split": split,
+                "probabilities": scores.ensemble_scored if model == "ensemble" else scores.plane_scored(model, split),
                 "n": len(labels),
                 "positives": int(labels.sum()),
                 "auc": interval.auc,
                 "auc_ci_low": interval.low,
                 "auc_ci_high": interval.high,
                 "bootstrap_used": interval.used,
-                "threshold_youden": threshold,
+                "brier": calibrated.brier,
+                "ece": calibrated.ece,
+                "mean_probability": calibrated.mean_probability,
+                "prevalence": calibrated.prevalence,
+                "threshold_youden": at_youden.threshold,
+                "threshold_chosen_on": chosen_on,
                 "sensitivity_youden": at_youden.sensitivity,
                 "specificity_youden": at_youden.specificity,
                 "accuracy_youden": at_youden.accuracy,
@@ -150,12 +163,14 @@ def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- outputs
 
 
-def predictions_by_case(tables: dict[tuple[str, str], pd.DataFrame], split: str, tasks: Sequence[str]) -> pd.DataFrame:
+def predictions_by_case(scores: dict[str, TaskScores], tasks: Sequence[str]) -> pd.DataFrame:
     """case, then per task the ensemble probability and the label, merged on case id, in case order."""
     merged = None
     for task in tasks:
-        part = tables[(task, split)][["case", "ensemble", "label"]].rename(
-            columns={"ensemble": task, "label": f"{task}_label"}
+        part = (
+            scores[task]
+            .table[["case", "ensemble", "label"]]
+            .rename(columns={"ensemble": task, "label": f"{task}_label"})
         )
         merged = part if merged is None else merged.merge(part, on="case", how="inner", validate="one_to_one")
     return merged.sort_values("case").reset_index(drop=True)
@@ -184,19 +199,49 @@ def write_heatmaps(
     return items
 
 
-def ensemble_notes(cfg: EvalConfig, tasks: Sequence[str], ensembles: dict[str, dict[str, Any]]) -> list[str]:
-    """Warnings a reader needs: in-sample numbers are optimistic."""
-    notes = []
-    if cfg.split == "train":
-        notes.append("Evaluated on the train split, which the models were fitted on: all numbers are optimistic.")
-    for task in tasks:
-        fit_on = ensembles[task].get("fit_on", "train")
-        if fit_on == "valid-cv" and cfg.split == "valid":
-            notes.append(
-                f"The {task} ensemble was fitted on this valid split (--fit-on valid-cv): its AUC here is "
-                "in-sample and higher than the out-of-fold figure in auc_table.csv."
+def provenance(cfg: EvalConfig, scores: dict[str, TaskScores], metrics: pd.DataFrame) -> list[str]:
+    """How each number was made: which split chose the epochs, fitted the stackers, chose the thresholds.
+
+    So that no one mistakes a figure from a split that chose something for a test figure.
+    """
+    split, lines = cfg.split, []
+    if split == "train":
+        lines.append(
+            "Evaluated on the train split, which the plane models were trained on: all numbers are optimistic."
+        )
+    selectors = sorted({s for ts in scores.values() for s in ts.selected_on.values()})
+    same_data = all(ts.same_data for ts in scores.values())
+    text = " and ".join(
+        f"the {s} split" + (" (train exams held out of training)" if s == "tune" else "") for s in selectors
+    )
+    if split in selectors and same_data:
+        lines.append(
+            f"The plane models' best epochs were chosen on {text}: this {split} split chose them, so the plane "
+            "AUCs here are selection-biased (optimistic), not test figures."
+        )
+    else:
+        lines.append(f"The plane models' best epochs were chosen on {text}; this {split} split chose nothing for them.")
+    for task, ts in scores.items():
+        line = f"The {task} ensemble was fitted on {ts.fit_on}"
+        if ts.ensemble_scored == "out-of-fold":
+            line += (
+                " (cross-validated): its figures here are out-of-fold, each exam scored by a stacker fitted on the "
+                "other folds of this split; predict.py uses the stacker refitted on the whole split."
             )
-    return notes
+        elif ts.ensemble_scored == "in-sample":
+            line += ", which includes these exams: its figures here are in-sample (optimistic)."
+        else:
+            line += ": these exams are held out from it."
+        lines.append(line)
+    sources = sorted(set(metrics.loc[metrics["task"] != "mean", "threshold_chosen_on"]))
+    line = f"Operating thresholds (Youden's J) were chosen on {' / '.join(sources)}, never on training probabilities."
+    if any("out-of-fold" in source for source in sources):
+        line += (
+            " Without a tuning split the evaluated split must supply them: 'out-of-fold' means each exam was called "
+            "with a threshold chosen on the other folds, so no exam helped choose its own."
+        )
+    lines.append(line)
+    return lines
 
 
 @dataclass
@@ -221,31 +266,32 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     check_writable(out, "--out")
     ensembles = {task: load_checked_ensemble(cfg.models_dir, task) for task in tasks}
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    tables = model_probabilities(cfg, tasks, scoring, ensembles)
+    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles)
 
-    rows, roc_figures, heatmaps = [], {}, {}
+    rows, roc_figures, reliability, heatmaps = [], {}, {}, {}
     for task in tasks:
-        evaluated, train = tables[(task, cfg.split)], tables[(task, "train")]
-        rows += task_metrics(task, evaluated, train, cfg.split, cfg.bootstrap, cfg.seed)
+        evaluated = scores[task].table
+        rows += task_metrics(scores[task], cfg.split, cfg.bootstrap, cfg.seed)
         labels = evaluated["label"].to_numpy()
+        probs = {m: evaluated[m].to_numpy() for m in MODELS}
         aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
-        roc_figures[task] = plot_roc(
-            task, labels, {m: evaluated[m].to_numpy() for m in MODELS}, aucs, out / f"roc-{task}.png"
-        )
+        roc_figures[task] = plot_roc(task, labels, probs, aucs, out / f"roc-{task}.png")
+        reliability[task] = plot_reliability(task, labels, probs, out / f"calibration-{task}.png")
         heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", scoring.device)
     metrics = with_mean_rows(rows, cfg.split)
     save_csv(out / "metrics.csv", metrics)
 
-    by_case = predictions_by_case(tables, cfg.split, tasks)
+    by_case = predictions_by_case(scores, tasks)
     save_csv(out / "predictions_with_ids.csv", by_case)
     labels = {t: by_case[f"{t}_label"].to_numpy() for t in tasks}
     score = float(metrics.loc[(metrics["task"] == "mean") & (metrics["model"] == "ensemble"), "auc"].iloc[0])
-    notes = ensemble_notes(cfg, tasks, ensembles)
+    notes = provenance(cfg, scores, metrics)
     if set(tasks) == set(TASKS):
         save_csv(out / "predictions.csv", by_case[list(TASKS)], header=False)
     else:
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
+    tables = {(task, cfg.split): scores[task].table for task in tasks}
     shown = write_showcase(
         cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring
     )
@@ -260,6 +306,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         data_dir=cfg.data_dir,
         competition_score=score,
         roc_figures=roc_figures,
+        reliability_figures=reliability,
         heatmaps=heatmaps,
         notes=notes,
         viewer_pages={

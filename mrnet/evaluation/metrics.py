@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
 
 from .. import TASKS
 
@@ -122,11 +123,38 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> OperatingPoint:
     """Sensitivity, specificity and accuracy of `score >= threshold`; NaN where a class is absent."""
-    labels = np.asarray(labels).astype(int)
-    scores = np.asarray(scores, dtype=np.float64)
     if math.isnan(threshold):
         return OperatingPoint(math.nan, math.nan, math.nan, math.nan, 0, 0, 0, 0)
-    called = scores >= threshold
+    return point_from_calls(labels, np.asarray(scores, dtype=np.float64) >= threshold, threshold)
+
+
+def fold_count(labels: np.ndarray, folds: int) -> int:
+    """Stratified folds possible: at most `folds`, at most the smaller class's count; 0 when that is under 2."""
+    smallest = int(np.bincount(np.asarray(labels, dtype=int), minlength=2).min())
+    return min(folds, smallest) if smallest >= 2 else 0
+
+
+def cross_validated_operating_point(labels: np.ndarray, scores: np.ndarray, folds: int, seed: int) -> OperatingPoint:
+    """The operating point when each exam is called with a Youden threshold chosen on the other folds.
+
+    For a split that must also supply the threshold (no tuning split): no exam is judged by a
+    threshold it helped choose, so sensitivity and specificity are not biased by the choice.
+    The threshold differs per fold and is reported as NaN. NaN throughout with < 2 exams of a class.
+    """
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)
+    n_folds = fold_count(labels, folds)
+    if n_folds == 0:
+        return OperatingPoint(math.nan, math.nan, math.nan, math.nan, 0, 0, 0, 0)
+    called = np.zeros(len(labels), dtype=bool)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for fit_idx, score_idx in splitter.split(scores.reshape(-1, 1), labels):
+        called[score_idx] = scores[score_idx] >= youden_threshold(labels[fit_idx], scores[fit_idx])
+    return point_from_calls(labels, called, math.nan)
+
+
+def point_from_calls(labels: np.ndarray, called: np.ndarray, threshold: float) -> OperatingPoint:
+    """Counts and rates of positive calls `called` (bool) against `labels`."""
+    labels = np.asarray(labels).astype(int)
     tp = int(np.sum(called & (labels == 1)))
     fn = int(np.sum(~called & (labels == 1)))
     tn = int(np.sum(~called & (labels == 0)))

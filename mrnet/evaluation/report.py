@@ -68,16 +68,16 @@ def auc_with_ci(row: Mapping) -> str:
 def text_table(metrics: pd.DataFrame) -> str:
     """The metrics as aligned console text: one line per task and model, then the means."""
     head = (
-        f"{'task':<10}{'model':<10}{'AUC (95% CI)':<24}{'thr':>7}{'sens':>7}{'spec':>7}{'acc':>7}"
-        f"  |{'sens.5':>7}{'spec.5':>7}{'acc.5':>7}"
+        f"{'task':<10}{'model':<10}{'AUC (95% CI)':<24}{'Brier':>7}{'thr':>7}{'sens':>7}{'spec':>7}{'acc':>7}"
+        f"  |{'sens.5':>7}{'spec.5':>7}{'acc.5':>7}  probabilities here"
     )
     lines = [head, "-" * len(head)]
     for row in metrics[metrics["task"] != "mean"].to_dict("records"):
         youden = "".join(f"{fmt(row[f'{m}_youden']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
         fixed = "".join(f"{fmt(row[f'{m}_at_0.5']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
         lines.append(
-            f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{fmt(row['threshold_youden']):>7}"
-            f"{youden}  |{fixed}"
+            f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{fmt(row['brier']):>7}"
+            f"{fmt(row['threshold_youden']):>7}{youden}  |{fixed}  {row['probabilities']}"
         )
     means = metrics[metrics["task"] == "mean"]
     if len(means):
@@ -91,15 +91,17 @@ def text_table(metrics: pd.DataFrame) -> str:
 def markdown_table(metrics: pd.DataFrame) -> str:
     rows = metrics[metrics["task"] != "mean"].to_dict("records")
     lines = [
-        "| task | model | AUC (95 % CI) | threshold (train, Youden) | sensitivity | specificity | accuracy "
-        "| sensitivity @ 0.5 | specificity @ 0.5 | accuracy @ 0.5 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | model | probabilities here | AUC (95 % CI) | Brier | ECE | threshold (Youden) | chosen on "
+        "| sensitivity | specificity | accuracy | sensitivity @ 0.5 | specificity @ 0.5 | accuracy @ 0.5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         name = f"**{row['model']}**" if row["model"] == "ensemble" else row["model"]
         rates = [row[f"{m}_{at}"] for at in ("youden", "at_0.5") for m in ("sensitivity", "specificity", "accuracy")]
+        threshold = "per fold" if math.isnan(row["threshold_youden"]) else fmt(row["threshold_youden"])
         lines.append(
-            f"| {row['task']} | {name} | {auc_with_ci(row)} | {fmt(row['threshold_youden'])} | "
+            f"| {row['task']} | {name} | {row['probabilities']} | {auc_with_ci(row)} | {fmt(row['brier'])} | "
+            f"{fmt(row['ece'])} | {threshold} | {row['threshold_chosen_on']} | "
             + " | ".join(fmt(r) for r in rates)
             + " |"
         )
@@ -131,26 +133,32 @@ class ReportContent:
     data_dir: str
     competition_score: float
     roc_figures: dict[str, Path] = field(default_factory=dict)
+    reliability_figures: dict[str, Path] = field(default_factory=dict)
     heatmaps: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, png)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the numbers were made, and warnings
     viewer_pages: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, html)
     viewer_index: Path | None = None
 
 
 def reading_notes(content: ReportContent) -> list[str]:
-    """How the numbers were made, as plain sentences (shared by report.md and report.html)."""
-    notes = [
+    """How to read the tables, as plain sentences (shared by report.md and report.html)."""
+    return [
         f"AUC intervals: percentile bootstrap over exams ({content.bootstrap} resamples drawn with replacement, "
         f"seed {content.seed}; resamples holding one class are skipped). The same resampled exam sets serve every "
         "model of a task, so intervals of planes and ensemble are comparable.",
-        "The threshold is chosen on the train split by Youden's J (sensitivity + specificity - 1) on that "
-        "model's own train-split probabilities, then applied unchanged here (positive if probability >= "
-        "threshold). The 0.5 columns use a fixed threshold for comparison.",
+        "'probabilities here': held-out (the split chose nothing for that model), chose the epoch (this split "
+        "picked the plane model's best epoch: optimistic), out-of-fold (a cross-validated stacker: each exam scored "
+        "by a stacker fitted without it) or in-sample (fitted on these exams: optimistic).",
+        "Calibration: the Brier score is the mean squared gap between probability and label (lower is better; "
+        "always predicting the prevalence p scores p(1-p)); ECE is the exam-weighted mean gap between mean "
+        "probability and fraction positive over 10 equal-width bins. The reliability diagrams below plot those bins.",
+        "The threshold maximises Youden's J (sensitivity + specificity - 1) on the split named in 'chosen on' and "
+        "is applied here (positive if probability >= threshold). The 0.5 columns use a fixed threshold: it only "
+        "means 'more likely than not' for a calibrated model.",
         "For context, the paper's test-set AUCs (a different, hidden split): "
         + ", ".join(f"{t} {PAPER_TEST_AUC[t]}" for t in content.tasks if t in PAPER_TEST_AUC)
         + ".",
     ]
-    return notes + list(content.notes)
 
 
 HEATMAP_TEXT = (
@@ -160,8 +168,9 @@ HEATMAP_TEXT = (
 )
 VIEWER_TEXT = (
     "Per task, the most confident true positives and the worst false positives and false negatives of the "
-    "ensemble at its operating point (the train-split Youden threshold). Each link opens the exam in the viewer: "
-    "all three planes with heatmaps, per-slice scores and every task's probabilities."
+    "ensemble at its operating point (the Youden threshold of the metrics table; 0.5 where it is chosen per fold). "
+    "Each link opens the exam in the viewer: all three planes with heatmaps, per-slice scores and every task's "
+    "probabilities."
 )
 
 
@@ -177,6 +186,10 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         f"**Competition score (mean ensemble AUC over {len(content.tasks)} tasks): "
         f"{fmt(content.competition_score, 4)}**",
         "",
+        "## How these numbers were made",
+        "",
+        *[f"- {note}" for note in content.notes],
+        "",
         "## Metrics",
         "",
         markdown_table(metrics),
@@ -191,6 +204,9 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
     if content.roc_figures:
         parts += ["", "## ROC curves", ""]
         parts += [f"![ROC {task}]({_relative(path, folder)})" for task, path in content.roc_figures.items()]
+    if content.reliability_figures:
+        parts += ["", "## Reliability diagrams", ""]
+        parts += [f"![reliability {t}]({_relative(path, folder)})" for t, path in content.reliability_figures.items()]
     if any(content.heatmaps.values()):
         parts += ["", "## Example heatmaps", "", HEATMAP_TEXT, ""]
         for task, items in content.heatmaps.items():
@@ -215,6 +231,7 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         "",
         "- `report.html`: this report as a web page, with links to the exam viewer pages in `viewer/`.",
         "- `metrics.csv`: every number above, one row per task and model (plus the means).",
+        "- `roc-<task>.png`, `calibration-<task>.png`: the ROC curves and reliability diagrams.",
         "- `predictions.csv`: the competition format: no header, one row per exam in case order, columns "
         "abnormal, acl, meniscus (ensemble probabilities).",
         "- `predictions_with_ids.csv`: the same with a header, the case ids and the labels.",

@@ -10,6 +10,7 @@ copied without its images says so instead of showing empty frames.
 from __future__ import annotations
 
 import html
+import math
 import os
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def _link(path: Path, folder: Path) -> str:
 
 def metrics_table(metrics: pd.DataFrame) -> str:
     head = (
-        "<tr><th>task</th><th>model</th><th>AUC (95 % CI)</th><th>threshold (train, Youden)</th>"
+        "<tr><th>task</th><th>model</th><th>probabilities here</th><th>AUC (95 % CI)</th><th>Brier</th>"
+        "<th>threshold (Youden)</th><th>chosen on</th>"
         + "".join(f"<th>{r}</th>" for r in RATES)
         + "".join(f"<th>{r} @ 0.5</th>" for r in RATES)
         + "</tr>"
@@ -69,7 +71,16 @@ def metrics_table(metrics: pd.DataFrame) -> str:
     rows = []
     for row in metrics[metrics["task"] != "mean"].to_dict("records"):
         rates = [row[f"{m}_{at}"] for at in ("youden", "at_0.5") for m in RATES]
-        cells = [row["task"], row["model"], auc_with_ci(row), fmt(row["threshold_youden"])] + [fmt(r) for r in rates]
+        threshold = "per fold" if math.isnan(row["threshold_youden"]) else fmt(row["threshold_youden"])
+        cells = [
+            row["task"],
+            row["model"],
+            row["probabilities"],
+            auc_with_ci(row),
+            fmt(row["brier"]),
+            threshold,
+            row["threshold_chosen_on"],
+        ] + [fmt(r) for r in rates]
         css = ' class="ensemble"' if row["model"] == "ensemble" else ""
         rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return f'<table id="metrics"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
@@ -110,8 +121,11 @@ def viewer_section(content: ReportContent, folder: Path) -> str:
 def render_html(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> str:
     """report.html's text (a complete document); links are relative to `folder`."""
     positives = ", ".join(f"{t} {content.positives[t]}" for t in content.tasks)
+    made = "".join(f"<li>{html.escape(n)}</li>" for n in content.notes)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in reading_notes(content))
     roc = figures([(f"ROC {task}", path) for task, path in content.roc_figures.items()], folder)
+    reliability = figures([(f"reliability {t}", path) for t, path in content.reliability_figures.items()], folder)
+    reliability_section = f"<h2>Reliability diagrams</h2>\n{reliability}" if content.reliability_figures else ""
     heatmaps = "".join(
         f"<h3>{html.escape(task)}</h3>{figures(items, folder)}" for task, items in content.heatmaps.items() if items
     )
@@ -130,6 +144,8 @@ def render_html(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> 
 Models from <code>{html.escape(content.models_dir)}</code>, data from <code>{html.escape(content.data_dir)}</code>.</p>
 <p class="score">Competition score (mean ensemble AUC over {len(content.tasks)} tasks):
 {fmt(content.competition_score, 4)}</p>
+<h2>How these numbers were made</h2>
+<ul>{made}</ul>
 <h2>Metrics</h2>
 {metrics_table(metrics)}
 <p>Mean AUC over tasks:</p>
@@ -138,6 +154,7 @@ Models from <code>{html.escape(content.models_dir)}</code>, data from <code>{htm
 <ul>{notes}</ul>
 <h2>ROC curves</h2>
 {roc}
+{reliability_section}
 {heatmap_section}
 {viewer_section(content, folder)}
 <h2>Files</h2>

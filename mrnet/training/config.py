@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import AMP_MODES, PLANES, TASKS, layout
+from .. import AMP_MODES, PLANES, PLATEAU_ON, SELECT_ON, TASKS, layout
 from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
 
 ALL_TASKS = "all"  # --task all: one network per plane with a logit for each of TASKS
@@ -34,10 +34,14 @@ class TrainConfig:
     epochs: int = 50
     lr: float = 1e-5
     weight_decay: float = 0.01
-    patience: int = 10  # early stopping: epochs without a better validation score (0 = off)
+    patience: int = 10  # early stopping: epochs without a better score on the selecting split (0 = off)
     lr_patience: int = 5  # ReduceLROnPlateau, as in the baseline code
     lr_factor: float = 0.3
     seed: int = 0
+    tune_fraction: float = 0.1  # train exams held out as the tuning split (0: none, the paper's protocol)
+    split_seed: int = 0  # fixes which exams the tuning split holds
+    select_on: str = "tune"  # the split that picks the best epoch and drives the scheduler and early stopping
+    plateau_on: str = "loss"  # what the scheduler watches on that split: its loss, as the baseline code does
     device: str = "auto"
     backbone: str = "alexnet"  # the paper's; see mrnet.models.backbones
     pool: str = "max"  # over slices: the paper's max, mean, or gated attention
@@ -92,7 +96,14 @@ RECIPE_FIELDS = (
     "weights",
     "augment",
     "exams_per_step",
+    "tune_fraction",
+    "split_seed",
+    "select_on",
+    "plateau_on",
 )
+# What runs saved before these options existed did: no tuning split, the valid split's AUC everywhere.
+LEGACY_RECIPE = {"tune_fraction": 0.0, "split_seed": 0, "select_on": "valid", "plateau_on": "auc"}
+MAX_TUNE_FRACTION = 0.5
 # Fields that only say where or how to run: they follow the command line.
 RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")
 
@@ -121,6 +132,18 @@ def validate_config(cfg: TrainConfig) -> None:
             at_least("--exams-per-step", cfg.exams_per_step, 1),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
             one_of("--amp", cfg.amp, AMP_MODES),
+            (
+                0 <= cfg.tune_fraction <= MAX_TUNE_FRACTION,
+                f"--tune-fraction {cfg.tune_fraction}: must be between 0 and {MAX_TUNE_FRACTION}",
+            ),
+            at_least("--split-seed", cfg.split_seed, 0),
+            one_of("--select-on", cfg.select_on, SELECT_ON),
+            one_of("--plateau-on", cfg.plateau_on, PLATEAU_ON),
+            (
+                not (cfg.select_on == "tune" and cfg.tune_fraction == 0),
+                "--select-on tune needs a tuning split: set --tune-fraction above 0, or select on valid "
+                "(--select-on valid, the paper's protocol)",
+            ),
             (not (cfg.resume and cfg.overwrite), "--resume and --overwrite contradict each other; pick one"),
         ]
     )
@@ -131,11 +154,12 @@ def merge_resumed_config(cfg: TrainConfig, saved: dict[str, Any], explicit: set[
     merged = copy.copy(cfg)
     conflicts = []
     for name in RECIPE_FIELDS:
-        if name not in saved:
+        if name not in saved and name not in LEGACY_RECIPE:
             continue
-        if name in explicit and getattr(cfg, name) != saved[name]:
-            conflicts.append(f"{name}={getattr(cfg, name)!r} (the run used {saved[name]!r})")
-        setattr(merged, name, saved[name])
+        value = saved.get(name, LEGACY_RECIPE.get(name))
+        if name in explicit and getattr(cfg, name) != value:
+            conflicts.append(f"{name}={getattr(cfg, name)!r} (the run used {value!r})")
+        setattr(merged, name, value)
     if conflicts:
         raise MRNetError(
             "--resume: these options differ from the run being resumed: "

@@ -1,4 +1,4 @@
-"""One training epoch and one validation pass; both return plain numbers, never log or save."""
+"""One training epoch and one scoring pass; both return plain numbers, never log or save."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def validate(
     ranks: distributed.Ranks = distributed.Ranks(),
     progress: str | None = None,
 ) -> dict[str, float | np.ndarray]:
-    """Loss and probabilities over ALL validation exams (AUC is computed by the caller, once).
+    """Loss and probabilities over ALL exams of the scored split (AUC is computed by the caller, once).
+
+    Training scores the split that selects the best epoch: the tuning split, or valid.
 
     Under data parallelism each rank scores a share and the shares are gathered, so every
     rank holds the same numbers and takes the same decisions.
@@ -101,4 +103,4 @@ def validate(
     logits = predict_logits(model, [series[i] for i in mine], device, amp_dtype, max_slices, progress)
     logits = distributed.gather_by_index(mine, logits, len(series), ranks)
     loss = run_loss(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight)
-    return {"val_loss": float(loss), "probs": sigmoid(logits)}
+    return {"loss": float(loss), "probs": sigmoid(logits)}

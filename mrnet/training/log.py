@@ -15,16 +15,22 @@ from .. import layout
 from ..files import atomic_write
 from .config import TrainConfig
 
-METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "lr", "best")
+
+def metric_columns(select_split: str) -> tuple[str, ...]:
+    """metrics.csv's header: the selecting split's numbers carry its name (tune_auc, or valid_auc)."""
+    return ("epoch", "train_loss", f"{select_split}_loss", f"{select_split}_auc", "lr", "best")
 
 
-def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
+def write_metrics_csv(path: Path, history: list[dict[str, Any]], select_split: str) -> None:
     """Rewritten whole each epoch from the saved history, so a resumed run leaves no stray row."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
-            per_task = [k for k in (history[0] if history else {}) if k.startswith("val_auc_")]
-            writer = csv.DictWriter(handle, fieldnames=[*METRIC_COLUMNS, *per_task], extrasaction="ignore")
+            first = history[0] if history else {}
+            per_task = [k for k in first if k.startswith(f"{select_split}_auc_")]
+            writer = csv.DictWriter(
+                handle, fieldnames=[*metric_columns(select_split), *per_task], extrasaction="ignore"
+            )
             writer.writeheader()
             for row in history:
                 writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
@@ -46,19 +52,21 @@ def open_tensorboard(cfg: TrainConfig, start_epoch: int):
 
 
 def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> None:
+    split = cfg.select_on
     marker = "  *best*" if row["best"] else ""
-    per_task = {k: v for k, v in row.items() if k.startswith("val_auc_")}
-    detail = " (" + " ".join(f"{k[8:]} {v:.4f}" for k, v in per_task.items()) + ")" if per_task else ""
+    prefix = f"{split}_auc_"
+    per_task = {k: v for k, v in row.items() if k.startswith(prefix)}
+    detail = " (" + " ".join(f"{k[len(prefix) :]} {v:.4f}" for k, v in per_task.items()) + ")" if per_task else ""
     print(
         f"{cfg.name} epoch {row['epoch']:3d}/{cfg.epochs}  train_loss {row['train_loss']:.4f}  "
-        f"val_loss {row['val_loss']:.4f}  val_auc {row['val_auc']:.4f}{detail}  lr {row['lr']:.1e}  "
+        f"{split}_loss {row[f'{split}_loss']:.4f}  {split}_auc {row[f'{split}_auc']:.4f}{detail}  lr {row['lr']:.1e}  "
         f"{seconds:.1f}s{marker}",
         flush=True,
     )
     if writer is None:
         return
     step = row["epoch"]
-    for key in ("train_loss", "val_loss", "val_auc", "lr", *per_task):
+    for key in ("train_loss", f"{split}_loss", f"{split}_auc", "lr", *per_task):
         if not (isinstance(row[key], float) and math.isnan(row[key])):
             writer.add_scalar(key, row[key], step)
     writer.add_scalar("epoch_seconds", seconds, step)
@@ -66,14 +74,20 @@ def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> 
 
 
 def print_final_table(cfg: TrainConfig, summary: dict[str, Any]) -> None:
+    split = summary["select_split"]
+    role = (
+        "the tuning split chose this epoch; the valid split is scored once, by train_meta or evaluate"
+        if split == "tune"
+        else "valid chose this epoch, so as a test figure it is optimistic"
+    )
     print(f"\n{cfg.name}: {summary['stop_reason']}")
-    print(f"  best epoch     {summary['best_epoch']} of {summary['epochs_run']}")
-    print(f"  val AUC        {summary['best_val_auc']:.4f}")
-    print(f"  val loss       {summary['best_val_loss']:.4f}")
+    print(f"  best epoch     {summary['best_epoch']} of {summary['epochs_run']}, chosen on the {split} split")
+    print(f"  {split} AUC{' ' * (10 - len(split))} {summary['best_auc']:.4f}  ({role})")
+    print(f"  {split} loss{' ' * (9 - len(split))} {summary['best_loss']:.4f}")
     print(f"  checkpoint     {summary['checkpoint']}")
     if len(cfg.tasks) > 1:  # a multi-task run: its per-task views hold the predictions
         views = ", ".join(str(layout.model_dir(cfg.models_dir, t, cfg.plane)) for t in cfg.tasks)
         print(f"  task views     {views}")
     else:
-        print(f"  predictions    {cfg.run_dir() / layout.VALID_PREDICTIONS}")
+        print(f"  predictions    {summary['predictions']}")
     print(f"  metrics        {cfg.run_dir() / layout.METRICS}\n")

@@ -2,7 +2,7 @@
 
 The run trains in MODELS/all-<plane>/ (last.pt, best.pt, metrics.csv with an AUC column per
 task). At each best epoch it also writes, per task, MODELS/<task>-<plane>/best.pt and
-valid_predictions.csv: a "view" that is an ordinary single-task checkpoint (one output,
+<split>_predictions.csv: a "view" that is an ordinary single-task checkpoint (one output,
 the head's row for that task, the shared backbone and pooling), plus where it comes from.
 train_meta, evaluate, predict and the CAMs therefore load it like any other model.
 """
@@ -32,12 +32,16 @@ def task_view(state_dict: dict[str, torch.Tensor], index: int) -> dict[str, torc
 
 
 def save_task_views(cfg: TrainConfig, model: torch.nn.Module, state: RunState, cases, labels, probs) -> None:
-    """Per task: valid_predictions.csv, then best.pt holding the view (predictions first, as in save_epoch)."""
+    """Per task: the selecting split's <split>_predictions.csv, then best.pt holding the view.
+
+    Predictions first, as in save_epoch.
+    """
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     args = {**model.model_args(), "outputs": 1}
     for index, task in enumerate(cfg.tasks):
         folder = layout.model_dir(cfg.models_dir, task, cfg.plane)
-        write_predictions(folder / layout.VALID_PREDICTIONS, cases, labels[:, index], probs[:, index])
+        path = layout.selection_predictions(cfg.models_dir, task, cfg.plane, state.select_split)
+        write_predictions(path, cases, labels[:, index], probs[:, index])
         payload: dict[str, Any] = {
             "task": task,
             "plane": cfg.plane,
@@ -50,16 +54,20 @@ def save_task_views(cfg: TrainConfig, model: torch.nn.Module, state: RunState, c
             "epoch": state.epoch,
             "best_epoch": state.best_epoch,
             "best_score": state.best_score,
+            "best_loss": state.best_loss,
+            "select_split": state.select_split,
             "monitor": state.monitor,
             "finished": state.finished,
         }
         save_checkpoint(payload, folder / layout.BEST)
 
 
-def per_task_aucs(labels: np.ndarray, probs: np.ndarray, tasks: tuple[str, ...], auc) -> dict[str, float]:
-    """`val_auc_<task>` for each column, and `val_auc`: their mean, on which the best epoch is chosen."""
-    aucs = {f"val_auc_{task}": auc(labels[:, i], probs[:, i]) for i, task in enumerate(tasks)}
-    return {"val_auc": float(np.mean(list(aucs.values()))), **aucs}
+def per_task_aucs(
+    labels: np.ndarray, probs: np.ndarray, tasks: tuple[str, ...], auc, split: str = "valid"
+) -> dict[str, float]:
+    """`<split>_auc_<task>` for each column, and `<split>_auc`: their mean, on which the best epoch is chosen."""
+    aucs = {f"{split}_auc_{task}": auc(labels[:, i], probs[:, i]) for i, task in enumerate(tasks)}
+    return {f"{split}_auc": float(np.mean(list(aucs.values()))), **aucs}
 
 
 def check_not_mixed(cfg: TrainConfig) -> None:

@@ -1,7 +1,9 @@
 """Training one per-plane MRNet: the epoch loop reads like the recipe.
 
-train one epoch -> validate -> step the scheduler -> keep the best -> stop early ->
-checkpoint, once per epoch, with everything needed to resume saved after every epoch.
+train one epoch -> score the selecting split -> step the scheduler -> keep the best ->
+stop early -> checkpoint, once per epoch, with everything needed to resume saved after
+every epoch. The selecting split is the tuning split carved from train (data/splits.py)
+by default, or the public valid split with --select-on valid (the paper's protocol).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import layout
+from .. import SELECT_ON, layout
 from ..checkpoint import load_checkpoint
 from ..data.dataset import SplitData, check_and_load, find_unlabelled_series, label_path, parse_labels
 from ..data.fingerprint import describe_changes, fingerprint_of
+from ..data.splits import TuneSplit, check_against_file, check_both_classes, tune_split_for, write_tune_cases
 from ..device import describe, eval_max_slices, grad_scaler, resolve_amp
 from ..errors import CheckpointError, MRNetError
 from ..evaluation.metrics import auc_or_nan, has_both_classes
@@ -33,22 +36,36 @@ from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
 from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
 from .loss import pos_weights
 from .multitask import check_not_mixed, per_task_aucs, save_task_views
-from .state import RunState, plateau_signal, save_best, save_last, state_from_checkpoint, summary_from_state
+from .state import (
+    RunState,
+    plateau_mode,
+    plateau_signal,
+    save_best,
+    save_last,
+    state_from_checkpoint,
+    summary_from_state,
+)
 
 
 @dataclass
 class Exams:
-    """One split's series of the run's plane, in case order, with the task's labels."""
+    """Exams of one split (or part of it) of the run's plane, in case order, with the task's labels."""
 
     cases: list[str]
     series: list[np.ndarray]
     labels: np.ndarray
 
     @classmethod
-    def of(cls, split: SplitData, tasks: tuple[str, ...], multitask: bool) -> Exams:
-        """Labels (n,) for one task, (n, tasks) for a multi-task run."""
-        labels = np.stack([split.labels_for(t) for t in tasks], axis=1) if multitask else split.labels_for(tasks[0])
-        return cls(list(split.cases), [split.series[c] for c in split.cases], labels)
+    def of(cls, split: SplitData, tasks: tuple[str, ...], multitask: bool, cases: list[str] | None = None) -> Exams:
+        """The split's exams, or only `cases` of them; labels (n,) for one task, (n, tasks) for a multi-task run."""
+        cases = list(split.cases) if cases is None else cases
+        index = {case: i for i, case in enumerate(split.cases)}
+        rows = [index[c] for c in cases]
+        if multitask:
+            labels = np.stack([split.labels_for(t) for t in tasks], axis=1)[rows]
+        else:
+            labels = np.asarray(split.labels_for(tasks[0]))[rows]
+        return cls(cases, [split.series[c] for c in cases], labels.astype(np.int64))
 
 
 @dataclass
@@ -62,8 +79,8 @@ class Run:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     scaler: torch.amp.GradScaler
     state: RunState
-    train: Exams
-    valid: Exams
+    train: Exams  # the exams trained on: the train split without the tuning exams
+    select: Exams  # the exams that pick the best epoch: the tuning split, or valid
     pos_weight: float | np.ndarray  # one per task for a multi-task run
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -72,46 +89,47 @@ class Run:
 
 
 def fit(run: Run) -> None:
-    """The recipe, once per epoch: train, validate, schedule, keep the best, stop early, checkpoint."""
+    """The recipe, once per epoch: train, score the selecting split, schedule, keep the best, stop early, checkpoint."""
     cfg, state = run.cfg, run.state
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(run, epoch)
         check_finite(run, epoch, "training loss", train_loss)
-        val = validate(
+        scored = validate(
             run.model,
-            run.valid.series,
-            run.valid.labels,
+            run.select.series,
+            run.select.labels,
             run.pos_weight,
             run.device,
             run.amp_dtype,
             eval_max_slices(cfg.eval_max_slices, run.device),
             run.ranks,
         )
-        check_finite(run, epoch, "validation loss", val["val_loss"])
-        row = epoch_row(run, epoch, train_loss, val)
+        check_finite(run, epoch, f"{state.select_split} loss", scored["loss"])
+        row = epoch_row(run, epoch, train_loss, scored)
         state.record(row)
-        run.scheduler.step(plateau_signal(state, row))
+        run.scheduler.step(plateau_signal(state, row, cfg.plateau_on))
         state.check_stop(cfg.patience, cfg.epochs)
         if run.ranks.is_main:
             log_epoch(cfg, row, time.perf_counter() - started, run.writer)
-            save_epoch(run, row, val["probs"])
+            save_epoch(run, row, scored["probs"])
         if state.finished:
             break
 
 
-def epoch_row(run: Run, epoch: int, train_loss: float, val: dict[str, Any]) -> dict[str, Any]:
-    """One line of metrics.csv: the losses, the validation AUC (per task too, for a multi-task run), the lr."""
-    labels, probs = run.valid.labels, val["probs"]
+def epoch_row(run: Run, epoch: int, train_loss: float, scored: dict[str, Any]) -> dict[str, Any]:
+    """One line of metrics.csv: the losses, the selecting split's AUC (per task too, for a multi-task run), the lr."""
+    state = run.state
+    labels, probs = run.select.labels, scored["probs"]
     if labels.ndim == 2:
-        aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan)
+        aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan, state.select_split)
     else:
-        aucs = {"val_auc": auc_or_nan(labels, probs)}
+        aucs = {state.key("auc"): auc_or_nan(labels, probs)}
     return {
         "epoch": epoch,
         "train_loss": train_loss,
-        "val_loss": val["val_loss"],
-        "val_auc": aucs.pop("val_auc"),
+        state.key("loss"): scored["loss"],
+        state.key("auc"): aucs.pop(state.key("auc")),
         "lr": run.optimizer.param_groups[0]["lr"],
         **aucs,
     }
@@ -120,7 +138,7 @@ def epoch_row(run: Run, epoch: int, train_loss: float, val: dict[str, Any]) -> d
 def check_finite(run: Run, epoch: int, what: str, value: float) -> None:
     """Stop a diverged run before it writes anything of the bad epoch: the last good checkpoints stay."""
     bad = what if not math.isfinite(value) else None
-    if bad is None and what == "validation loss":
+    if bad is None and what != "training loss":
         bad = next((f"weight {name}" for name, p in run.model.named_parameters() if not p.isfinite().all()), None)
     if bad is None:
         return
@@ -158,15 +176,16 @@ def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
     which is replayed on resume and rewrites both. metrics.csv last: it is rebuilt from the
     checkpoint's history on resume.
     """
-    cfg = run.cfg
+    cfg, state = run.cfg, run.state
     if row["best"] and cfg.task == ALL_TASKS:
-        save_task_views(cfg, run.model, run.state, run.valid.cases, run.valid.labels, probs)
+        save_task_views(cfg, run.model, state, run.select.cases, run.select.labels, probs)
     elif row["best"]:
-        write_predictions(cfg.run_dir() / layout.VALID_PREDICTIONS, run.valid.cases, run.valid.labels, probs)
+        path = layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, state.select_split)
+        write_predictions(path, run.select.cases, run.select.labels, probs)
     if row["best"]:
-        save_best(cfg, run.model, run.state)
-    save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, run.state)
-    write_metrics_csv(cfg.run_dir() / layout.METRICS, run.state.history)
+        save_best(cfg, run.model, state)
+    save_last(cfg, run.model, run.optimizer, run.scheduler, run.scaler, state)
+    write_metrics_csv(cfg.run_dir() / layout.METRICS, state.history, state.select_split)
 
 
 # ----------------------------------------------------------------------------- setting a run up
@@ -221,16 +240,27 @@ def _train_locked(
             say(f"{cfg.name}: already finished at epoch {resumed['epoch']}; nothing to do")
             return summary_from_state(cfg, state_from_checkpoint(resumed))
 
-    run = build_run(cfg, data if data is not None else load_training_data(cfg), resumed, ranks, device)
+    data = data if data is not None else load_training_data(cfg)
+    tune = tune_split_for(cfg.data_dir, cfg.tune_fraction, cfg.split_seed)
+    check_both_classes(tune, cfg.tasks)
+    write_file = check_against_file(cfg.models_dir, tune)  # on every rank, before rank 0 writes anything
+    distributed.barrier(ranks)
+    run = build_run(cfg, data, tune, resumed, ranks, device)
+    if ranks.is_main and write_file:
+        write_tune_cases(cfg.models_dir, tune)
+    split = run.state.select_split
     say(
-        f"{cfg.name}: {len(run.train.cases)} train / {len(run.valid.cases)} valid exams, "
+        f"{cfg.name}: {len(run.train.cases)} train exams ({len(tune.cases)} more held out as the tuning split), "
+        f"best epoch chosen on {split} ({len(run.select.cases)} exams, {cfg.plateau_on} drives the LR schedule), "
         f"{describe_labels(cfg, run)}, device {describe(device)}"
         + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else "")
     )
-    if run.state.monitor == "val_loss":
+    if tune.pooled:
+        say(f"{cfg.name}: note: label combinations {', '.join(tune.pooled)} are too rare to stratify alone; pooled")
+    if run.state.monitor == "loss":
         say(
-            f"{cfg.name}: warning: the valid split has only one class for {cfg.task}, so an AUC is undefined; "
-            "the best epoch is chosen by validation loss instead"
+            f"{cfg.name}: warning: the {split} split has only one class for {describe_one_class(cfg, run)}, "
+            f"so AUC is undefined; the best epoch is chosen by {split} loss instead"
         )
     if resumed is not None:
         say(f"{cfg.name}: resuming after epoch {run.state.epoch} (best so far: epoch {run.state.best_epoch})")
@@ -259,8 +289,9 @@ def load_training_data(cfg: TrainConfig) -> dict[tuple[str, str], SplitData]:
 def clear_earlier_run(cfg: TrainConfig) -> None:
     """A fresh start (--overwrite) removes what the earlier run left that this one might not rewrite."""
     shutil.rmtree(layout.tensorboard_dir(cfg.models_dir, cfg.task, cfg.plane), ignore_errors=True)
-    for name in (layout.BEST, layout.VALID_PREDICTIONS):
-        (cfg.run_dir() / name).unlink(missing_ok=True)
+    (cfg.run_dir() / layout.BEST).unlink(missing_ok=True)
+    for split in SELECT_ON:
+        layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, split).unlink(missing_ok=True)
 
 
 def check_same_data(cfg: TrainConfig, saved: dict[str, Any] | None, current: dict[str, Any], action: str) -> None:
@@ -292,6 +323,7 @@ def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
 def build_run(
     cfg: TrainConfig,
     data: dict[tuple[str, str], SplitData],
+    tune: TuneSplit,
     resumed: dict[str, Any] | None,
     ranks: distributed.Ranks,
     device: torch.device,
@@ -299,8 +331,11 @@ def build_run(
     """Model, optimiser, scheduler, scaler and state: fresh from the seed, or as the checkpoint left them."""
     train_split, valid_split = data[("train", cfg.plane)], data[("valid", cfg.plane)]
     multitask = cfg.task == ALL_TASKS
-    train_exams = Exams.of(train_split, cfg.tasks, multitask)
-    valid_exams = Exams.of(valid_split, cfg.tasks, multitask)
+    train_exams = Exams.of(train_split, cfg.tasks, multitask, tune.training_cases(train_split.cases))
+    if cfg.select_on == "tune":
+        select_exams = Exams.of(train_split, cfg.tasks, multitask, list(tune.cases))
+    else:
+        select_exams = Exams.of(valid_split, cfg.tasks, multitask)
     fingerprint = fingerprint_of({"train": train_split, "valid": valid_split}, cfg.task)
     if resumed is not None:
         check_same_data(cfg, resumed.get("data"), fingerprint, "--resume")
@@ -318,11 +353,12 @@ def build_run(
         model = model.to(memory_format=memory_format(model))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience
+        optimizer, mode=plateau_mode(cfg.plateau_on), factor=cfg.lr_factor, patience=cfg.lr_patience
     )
     scaler = grad_scaler(device, amp_dtype)
-    columns = valid_exams.labels.reshape(len(valid_exams.labels), -1).T  # one row per task
-    state = RunState(monitor="val_auc" if all(has_both_classes(c) for c in columns) else "val_loss")
+    state = RunState(
+        select_split=cfg.select_on, monitor="auc" if not one_class_tasks(cfg, select_exams.labels) else "loss"
+    )
     if resumed is not None:
         try:
             model.load_state_dict(resumed["model"])
@@ -349,7 +385,7 @@ def build_run(
         scaler,
         state,
         train_exams,
-        valid_exams,
+        select_exams,
         pos_weight,
         device,
         amp_dtype,
@@ -360,6 +396,16 @@ def build_run(
 def most_common_size(split: SplitData) -> int:
     sizes = pd.Series([s.shape[-1] for s in split.series.values()])
     return int(sizes.mode().iloc[0]) if len(sizes) else 256
+
+
+def one_class_tasks(cfg: TrainConfig, labels: np.ndarray) -> list[str]:
+    """The tasks whose labels on the selecting split hold a single class (no AUC for them)."""
+    columns = labels.reshape(len(labels), -1).T  # one row per task
+    return [task for task, column in zip(cfg.tasks, columns, strict=True) if not has_both_classes(column)]
+
+
+def describe_one_class(cfg: TrainConfig, run: Run) -> str:
+    return ", ".join(one_class_tasks(cfg, run.select.labels))
 
 
 def describe_labels(cfg: TrainConfig, run: Run) -> str:

@@ -1,0 +1,88 @@
+"""A run's probabilities on a split, each model's as the run reports it, with where each came from.
+
+Plane probabilities come from the path train_meta uses (inference.plane_probabilities); the
+ensemble's from the saved stacker, or, where the stacker was cross-validated on these very
+exams (--fit-on valid-cv), from the fold stackers that did not see each exam. Every table
+says how its numbers relate to the models: which split chose the plane models' epochs, and
+whether the ensemble's probabilities are held-out, out-of-fold or in-sample here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import PLANES, layout
+from ..checkpoint import load_checkpoint
+from ..device import Scoring
+from ..ensemble import scored_ensemble
+from ..ensemble_format import load_checked_ensemble
+from ..inference import plane_probabilities
+from ..training.config import LEGACY_RECIPE
+
+
+@dataclass
+class TaskScores:
+    """One task's probabilities on one split, and their provenance."""
+
+    task: str
+    table: pd.DataFrame  # case, label, axial, coronal, sagittal, ensemble
+    bundle: dict[str, Any]  # the saved stacker and what it was fitted on
+    ensemble_scored: str  # "held-out", "out-of-fold" or "in-sample"
+    selected_on: dict[str, str]  # plane -> the split that chose its best epoch
+    same_data: bool  # whether the split is the one train_meta worked on (not another dataset's)
+
+    @property
+    def fit_on(self) -> str:
+        return self.bundle.get("fit_on", "train")
+
+    def plane_scored(self, plane: str, split: str) -> str:
+        """held-out; in-sample on train; 'chose the epoch' on the split that picked the plane model's epoch."""
+        if split == "train":
+            return "in-sample"
+        if self.same_data and self.selected_on[plane] == split:
+            return "chose the epoch"
+        return "held-out"
+
+
+def selected_on(models_dir: str | Path, task: str) -> dict[str, str]:
+    """Per plane, the split that chose the best epoch (valid for runs saved before the tuning split)."""
+    chosen = {}
+    for plane in PLANES:
+        config = load_checkpoint(layout.best_checkpoint(models_dir, task, plane), task, plane)["config"]
+        chosen[plane] = config.get("select_on", LEGACY_RECIPE["select_on"])
+    return chosen
+
+
+def run_scores(
+    data_dir: str | Path,
+    models_dir: str | Path,
+    split: str,
+    tasks: Sequence[str],
+    scoring: Scoring,
+    ensembles: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, TaskScores]:
+    """task -> its planes' and ensemble's probabilities on `split` of `data_dir`.
+
+    `ensembles`: the tasks' stackers already loaded and checked; loaded here otherwise.
+    """
+    tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring)
+    scores = {}
+    for task in tasks:
+        bundle = ensembles[task] if ensembles is not None else load_checked_ensemble(models_dir, task)
+        table = tables[(task, split)]
+        ensemble, relation = scored_ensemble(bundle, table, data_dir, split)
+        fitted_data = bundle.get("data_dir")
+        scores[task] = TaskScores(
+            task=task,
+            table=table.assign(ensemble=ensemble),
+            bundle=bundle,
+            ensemble_scored=relation,
+            selected_on=selected_on(models_dir, task),
+            same_data=fitted_data is None or fitted_data == str(Path(data_dir).resolve()),
+        )
+    return scores

@@ -20,12 +20,16 @@ from mrnet.checkpoint import load_checkpoint
 from mrnet.cli.evaluate import main as evaluate_main
 from mrnet.cli.train_all import main as train_all_main
 from mrnet.cli.train_plane import main as train_plane_main
+from mrnet.data.dataset import check_and_load
+from mrnet.data.splits import tune_split_for
 from mrnet.errors import MRNetError
+from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.inference import load_plane_model
 from mrnet.models import BACKBONES, ModelArgs, build_model, model_for_inference
+from mrnet.training.distributed import Ranks
 from mrnet.training.loss import run_loss, weighted_bce
-from mrnet.training.multitask import task_view
-from mrnet.training.trainer import train
+from mrnet.training.multitask import per_task_aucs, task_view
+from mrnet.training.trainer import build_run, train
 
 QUICK = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu", "--epochs", "1"]
 QUICK += ["--no-augment", "--exams-per-step", "4", "--patience", "0", "--seed", "0"]
@@ -153,3 +157,23 @@ def test_each_pool_trains_through_train_plane(pool, tiny_data, tmp_path):
     assert summary["epochs_run"] == 1
     model, _ = load_plane_model(models, "acl", "axial", torch.device("cpu"))
     assert model.args.pool == pool
+
+
+def test_a_multitask_run_selects_on_the_tuning_split_with_every_tasks_labels(tiny_data, tmp_path):
+    cfg = train_config(tiny_data, tmp_path / "m", task="all")
+    data = check_and_load(tiny_data, TASKS, ("sagittal",))
+    tune = tune_split_for(tiny_data, cfg.tune_fraction, cfg.split_seed)
+    run = build_run(cfg, data, tune, None, Ranks(), torch.device("cpu"))
+    assert run.select.cases == list(tune.cases) and not set(run.train.cases) & set(tune.cases)
+    assert run.select.labels.shape == (len(tune.cases), len(TASKS))
+    assert run.train.labels.shape == (len(run.train.cases), len(TASKS))
+    expected = np.array([[tune.combinations[c][TASKS.index(t)] for t in TASKS] for c in tune.cases])
+    np.testing.assert_array_equal(run.select.labels, expected)
+    assert run.state.select_split == "tune" and np.shape(run.pos_weight) == (len(TASKS),)
+
+
+def test_per_task_aucs_are_named_after_the_selecting_split():
+    labels = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 1], [1, 0, 0]])
+    probs = labels * 0.8 + 0.1
+    aucs = per_task_aucs(labels, probs, TASKS, auc_or_nan, "tune")
+    assert list(aucs) == ["tune_auc", *(f"tune_auc_{t}" for t in TASKS)] and aucs["tune_auc"] == 1.0

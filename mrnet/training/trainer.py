@@ -24,7 +24,7 @@ from ..data.dataset import SplitData, check_and_load, find_unlabelled_series, la
 from ..data.fingerprint import describe_changes, fingerprint_of
 from ..data.splits import TuneSplit, check_against_file, check_both_classes, tune_split_for, write_tune_cases
 from ..device import describe, eval_max_slices, grad_scaler, resolve_amp
-from ..errors import CheckpointError, MRNetError
+from ..errors import CheckpointError, DataError, MRNetError
 from ..evaluation.metrics import auc_or_nan, has_both_classes
 from ..files import check_writable, remove_temporary_leftovers
 from ..lock import RunLock
@@ -217,6 +217,13 @@ def train(
 def _train(
     cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
 ) -> dict[str, Any]:
+    if not cfg.resume:  # a tuning split that cannot serve is refused before anything is written
+        try:
+            tune = tune_split_for(cfg.data_dir, cfg.tune_fraction, cfg.split_seed)
+        except DataError:
+            tune = None  # the data checks below report it, with every other problem
+        if tune is not None:
+            check_both_classes(tune, cfg.tasks)
     lock = RunLock(cfg.run_dir(), layout.RUN_LOCK, "training run") if ranks.is_main else None
     if lock is not None:
         lock.acquire()  # before looking at the folder: a second run on it is refused, not interleaved

@@ -101,12 +101,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     check_devices(devices)
     # Every data problem before hours of work; the headers also tell whether finished models saw this data.
     headers = check_and_load(base.data_dir, args.tasks, args.planes, load=False)
+    # Finished models first: a changed dataset is named as such, not as a changed tuning split.
+    todo = pending_models(base, [args.task] if args.task else args.tasks, args.planes, explicit=explicit, data=headers)
     # The tuning split, drawn and written once for the whole sweep; --overwrite starts it over.
     if base.overwrite:
         layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)
     tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
     check_both_classes(tune, args.tasks)
-    todo = pending_models(base, [args.task] if args.task else args.tasks, args.planes, explicit=explicit, data=headers)
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
     else:

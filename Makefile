@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA ?= data/synthetic
 DEMO_MODELS ?= models/demo
 
-.PHONY: setup demo test test-fast lint format wheel-check bench clean-demo
+.PHONY: setup demo test test-fast lint format wheel-check bench bench-sweeps clean-demo
 
 # The environment: pinned requirements, then this project in editable mode (console scripts, `python -m mrnet`).
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -47,6 +47,13 @@ wheel-check: setup
 # Training and evaluation throughput against the reference loop (README, 'Speed').
 bench: setup
 	$(PY) scripts/benchmark.py --device cpu
+
+# The README's table of backbones, pooling and multi-task: one train_all sweep per configuration on the demo data
+# (hours on 2 CPU cores; finished configurations are skipped on a rerun).
+SWEEPS ?= alexnet/max/single alexnet/max/multi alexnet/mean/multi alexnet/attention/multi alexnet/attention/single \
+	mobilenet_v3_small/max/multi resnet18/max/multi resnet34/max/multi efficientnet_b0/max/multi
+bench-sweeps: setup
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.sweeps --data-dir $(DEMO_DATA) --out bench/sweeps $(SWEEPS) --table
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_MODELS)

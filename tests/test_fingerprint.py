@@ -120,3 +120,26 @@ def test_train_meta_refuses_checkpoints_trained_on_other_data(tiny, tmp_path):
         MRNetError, match=rf"acl-sagittal/best.pt was trained on other data: valid: 1 case\(s\) removed \({case}\)"
     ):
         fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(tiny.models_dir), device="cpu"))
+
+
+def test_a_multitask_views_fingerprint_is_the_one_its_task_would_record(tiny_data):
+    from mrnet.data.dataset import check_and_load
+    from mrnet.data.fingerprint import fingerprint_of, view_fingerprint
+
+    data = check_and_load(str(tiny_data), list(TASKS), ["sagittal"], ("train", "valid"))
+    splits = {s: data[(s, "sagittal")] for s in ("train", "valid")}
+    run = fingerprint_of(splits, "all")
+    for task in TASKS:
+        assert view_fingerprint(run, task) == fingerprint_of(splits, task)
+    assert view_fingerprint(fingerprint_of(splits, "acl"), "acl") is None  # only a multi-task run has views
+    assert view_fingerprint(None, "acl") is None
+
+
+@pytest.mark.slow
+def test_train_meta_checks_multitask_views_against_the_data(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    train_all(["--data-dir", str(tiny_data), "--models-dir", str(models), "--epochs", "1", "--task", "all", *FAST])
+    flip_label(tiny_data, "valid", "meniscus", sorted(p.stem for p in (tiny_data / "valid" / "axial").glob("*.npy"))[0])
+    with pytest.raises(MRNetError, match=r"meniscus-axial/best.pt was trained on other data: valid: 1 label"):
+        fit_ensembles(MetaConfig(data_dir=str(tiny_data), models_dir=str(models), device="cpu"))
+    fit_ensembles(MetaConfig(data_dir=str(tiny_data), models_dir=str(models), device="cpu", tasks=["acl"]))

@@ -27,8 +27,9 @@ from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.inference import load_plane_model
 from mrnet.models import BACKBONES, ModelArgs, build_model, model_for_inference
 from mrnet.training.distributed import Ranks
-from mrnet.training.loss import run_loss, weighted_bce
-from mrnet.training.multitask import per_task_aucs, task_view
+from mrnet.training.loss import positive_class_weight as pos_weight
+from mrnet.training.loss import run_loss, task_scales, weighted_bce
+from mrnet.training.multitask import mark_views, per_task_aucs, task_view
 from mrnet.training.trainer import build_run, train
 
 QUICK = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu", "--epochs", "1"]
@@ -47,6 +48,45 @@ def test_the_loss_is_the_sum_of_each_tasks_weighted_bce():
     expected = sum(weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(weights))
     torch.testing.assert_close(run_loss(logits, labels, weights), expected)
     torch.testing.assert_close(run_loss(logits[:, 1], labels[:, 1], 4.0), weighted_bce(logits[:, 1], labels[:, 1], 4.0))
+
+
+def test_balanced_task_weights_give_every_task_the_same_total_weight():
+    torch.manual_seed(0)
+    labels = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 1], [0, 0, 0], [1, 0, 0]], dtype=torch.float32)
+    weights = np.array([pos_weight(labels[:, i].numpy()) for i in range(3)])  # negatives / positives
+    scales = task_scales(weights)
+    positives = labels.mean(dim=0).numpy()
+    # a task's weight per exam, positives weighted w, negatives 1, then scaled: one for every task
+    np.testing.assert_allclose(scales * (positives * weights + (1 - positives)), np.ones(3))
+    logits = torch.randn(5, 3)
+    terms = [weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(weights)]
+    expected = sum(float(c) * term for c, term in zip(scales, terms, strict=True))
+    torch.testing.assert_close(run_loss(logits, labels, weights, balanced=True), expected)
+    single = run_loss(logits[:, 0], labels[:, 0], float(weights[0]), balanced=True)
+    torch.testing.assert_close(single, weighted_bce(logits[:, 0], labels[:, 0], float(weights[0])))  # one task: as is
+
+
+def epoch(n: int, best: bool, acl: float, acl_loss: float, meniscus: float) -> dict:
+    return {
+        "epoch": n,
+        "best": best,
+        "tune_auc_acl": acl,
+        "tune_loss_acl": acl_loss,
+        "tune_auc_meniscus": meniscus,
+        "tune_loss_meniscus": 1.0,
+    }
+
+
+def test_each_view_moves_with_its_own_tasks_auc_or_with_the_mean():
+    history = [epoch(1, True, 0.6, 1.0, 0.5), epoch(2, True, 0.9, 0.9, 0.4), epoch(3, False, 0.9, 0.8, float("nan"))]
+    marked = []
+    for n in range(1, 4):
+        mark_views(history[:n], ("acl", "meniscus"), "tune", "task")
+        marked.append((history[n - 1]["view_acl"], history[n - 1]["view_meniscus"]))
+    # acl: better, then the same AUC at a lower loss; meniscus: worse, then undefined
+    assert marked == [(True, True), (True, False), (True, False)]
+    mark_views(history, ("acl", "meniscus"), "tune", "mean")
+    assert (history[-1]["view_acl"], history[-1]["view_meniscus"]) == (False, False)
 
 
 @pytest.mark.parametrize("pool", ["max", "attention"])
@@ -73,16 +113,21 @@ def test_task_all_through_the_commands(tiny_data, tmp_path):
         run = models / f"all-{plane}"
         assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
         metrics = pd.read_csv(run / "metrics.csv")
-        # the tuning split picks the epoch: its per-task AUCs, and their mean
-        assert [f"tune_auc_{t}" for t in TASKS] == list(metrics.columns[-3:])
+        # the tuning split picks the epochs: the network's on the mean of the per-task AUCs, each view on its task's
+        per_task = [f"tune_{m}_{t}" for m in ("auc", "loss") for t in TASKS] + [f"view_{t}" for t in TASKS]
+        assert per_task == list(metrics.columns[-9:])
         np.testing.assert_allclose(metrics["tune_auc"], metrics[[f"tune_auc_{t}" for t in TASKS]].mean(axis=1))
         full = load_checkpoint(run / "best.pt")
         assert full["model_args"]["outputs"] == 3
         for index, task in enumerate(TASKS):
             view = load_checkpoint(models / f"{task}-{plane}" / "best.pt", task, plane)
             assert view["model_args"]["outputs"] == 1 and view["output_index"] == index
-            assert view["view_of"] == f"all-{plane}" and view["best_epoch"] == full["best_epoch"]
-            assert torch.equal(view["model"]["classifier.weight"][0], full["model"]["classifier.weight"][index])
+            assert view["view_of"] == f"all-{plane}"
+            assert view["best_epoch"] == metrics.loc[metrics[f"view_{task}"], "epoch"].max()
+            aucs = metrics[f"tune_auc_{task}"]
+            assert view["best_score"] == aucs.max() or (aucs.isna().all() and np.isnan(view["best_score"]))
+            if view["best_epoch"] == full["best_epoch"]:
+                assert torch.equal(view["model"]["classifier.weight"][0], full["model"]["classifier.weight"][index])
             predictions = pd.read_csv(models / f"{task}-{plane}" / "tune_predictions.csv", dtype={"case": str})
             assert predictions["case"].tolist() == tune_cases
             assert view["select_split"] == "tune"
@@ -177,3 +222,19 @@ def test_per_task_aucs_are_named_after_the_selecting_split():
     probs = labels * 0.8 + 0.1
     aucs = per_task_aucs(labels, probs, TASKS, auc_or_nan, "tune")
     assert list(aucs) == ["tune_auc", *(f"tune_auc_{t}" for t in TASKS)] and aucs["tune_auc"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_resumed_multitask_run_keeps_the_views_of_the_uninterrupted_one(tiny_data, tmp_path):
+    """Each view's epoch is recomputed from the saved history, so stopping and resuming changes nothing."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(train_config(tiny_data, whole, task="all", epochs=3))
+    train(train_config(tiny_data, parts, task="all", epochs=1))
+    train(train_config(tiny_data, parts, task="all", epochs=3, resume=True), explicit={"epochs"})
+    metrics = [pd.read_csv(m / "all-sagittal" / "metrics.csv") for m in (whole, parts)]
+    pd.testing.assert_frame_equal(*metrics)
+    for task in TASKS:
+        a, b = (load_checkpoint(m / f"{task}-sagittal" / "best.pt", task, "sagittal") for m in (whole, parts))
+        assert a["best_epoch"] == b["best_epoch"]
+        for name, tensor in a["model"].items():
+            torch.testing.assert_close(b["model"][name], tensor)

@@ -119,7 +119,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help=f"fixes data order, augmentation and initialisation (default {d.seed})"
     )
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default auto)")
-    from ..training.config import BACKBONE_NAMES, BN_NAMES, POOL_NAMES
+    from ..training.config import BACKBONE_NAMES, BN_NAMES, POOL_NAMES, TASK_WEIGHTS, VIEW_EPOCHS
 
     parser.add_argument(
         "--backbone",
@@ -142,6 +142,20 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
         choices=BN_NAMES,
         help="BatchNorm backbones while training: train (statistics of each step's slices) or frozen "
         f"(running statistics kept) (default {d.bn})",
+    )
+    parser.add_argument(
+        "--task-weights",
+        default=None,
+        choices=TASK_WEIGHTS,
+        help="--task all: balanced scales each task's pos-weighted BCE to the same total weight before the sum; "
+        f"sum adds them as they are (default {d.task_weights})",
+    )
+    parser.add_argument(
+        "--view-epochs",
+        default=None,
+        choices=VIEW_EPOCHS,
+        help="--task all: task keeps each task's model at the epoch with that task's best AUC, as a single-task "
+        f"run would; mean keeps all three at the epoch with the best mean AUC (default {d.view_epochs})",
     )
     add_switch(
         parser,

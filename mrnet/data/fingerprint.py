@@ -30,8 +30,12 @@ def split_fingerprint(cases: Sequence[str], labels: Sequence[int], shapes: Seque
         "slices": [int(shape[0]) for shape in shapes],
         "sizes": sorted({int(shape[-1]) for shape in shapes}),
     }
-    entry["sha256"] = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-    return entry
+    return _sealed(entry)
+
+
+def _sealed(entry: dict[str, Any]) -> dict[str, Any]:
+    entry = {key: value for key, value in entry.items() if key != "sha256"}
+    return {**entry, "sha256": hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()}
 
 
 def fingerprint_of(splits: Mapping[str, Any], task: str) -> dict[str, Any]:
@@ -48,6 +52,22 @@ def task_labels(split: Any, task: str) -> np.ndarray:
     if task in TASKS:
         return split.labels_for(task)
     return sum(split.labels_for(t).astype(np.int64) << bit for bit, t in enumerate(reversed(TASKS)))
+
+
+def view_fingerprint(run: Mapping[str, Any] | None, task: str) -> dict[str, Any] | None:
+    """A multi-task run's fingerprint as a single-task run of `task` on the same data records it.
+
+    Lets train_meta check a multi-task view against the data like any single-task model.
+    """
+    if not run or run.get("version") != FINGERPRINT_VERSION or run.get("task") in TASKS:
+        return None
+    bit = list(reversed(TASKS)).index(task)
+    result: dict[str, Any] = {"version": FINGERPRINT_VERSION, "task": task}
+    for name, entry in run.items():
+        if isinstance(entry, Mapping) and "labels" in entry:
+            labels = "".join(str((int(combination) >> bit) & 1) for combination in entry["labels"])
+            result[name] = _sealed({**entry, "labels": labels})
+    return result
 
 
 def describe_changes(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:

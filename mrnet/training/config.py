@@ -16,6 +16,9 @@ BACKBONE_NAMES = ("alexnet", "resnet18", "resnet34", "efficientnet_b0", "mobilen
 VOLUME_BACKBONES = ("r3d_18",)
 POOL_NAMES = ("max", "mean", "attention")
 BN_NAMES = ("train", "frozen")
+# --task all: how the three tasks' losses add up, and which epoch each task's view keeps.
+TASK_WEIGHTS = ("balanced", "sum")
+VIEW_EPOCHS = ("task", "mean")
 
 
 def tasks_of(task: str) -> tuple[str, ...]:
@@ -47,6 +50,8 @@ class TrainConfig:
     pool: str = "max"  # over slices: the paper's max, mean, or gated attention
     depth: int = 32  # 3-D backbone: slices resampled to this depth
     bn: str = "train"  # BatchNorm statistics while training: per exam ("train") or "frozen"
+    task_weights: str = "balanced"  # --task all: each task's loss scaled to the same total weight, or a plain "sum"
+    view_epochs: str = "task"  # --task all: each view at its own task's best epoch, or all at the best "mean"
     pretrained: bool = True
     weights: str | None = None
     augment: bool = True
@@ -100,9 +105,18 @@ RECIPE_FIELDS = (
     "split_seed",
     "select_on",
     "plateau_on",
+    "task_weights",
+    "view_epochs",
 )
 # What runs saved before these options existed did: no tuning split, the valid split's AUC everywhere.
-LEGACY_RECIPE = {"tune_fraction": 0.0, "split_seed": 0, "select_on": "valid", "plateau_on": "auc"}
+LEGACY_RECIPE = {
+    "tune_fraction": 0.0,
+    "split_seed": 0,
+    "select_on": "valid",
+    "plateau_on": "auc",
+    "task_weights": "sum",
+    "view_epochs": "mean",
+}
 MAX_TUNE_FRACTION = 0.5
 # Fields that only say where or how to run: they follow the command line.
 RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")
@@ -115,6 +129,8 @@ def validate_config(cfg: TrainConfig) -> None:
             one_of("--backbone", cfg.backbone, BACKBONE_NAMES),
             one_of("--pool", cfg.pool, POOL_NAMES),
             one_of("--bn", cfg.bn, BN_NAMES),
+            one_of("--task-weights", cfg.task_weights, TASK_WEIGHTS),
+            one_of("--view-epochs", cfg.view_epochs, VIEW_EPOCHS),
             at_least("--depth", cfg.depth, 1),
             (
                 cfg.backbone not in VOLUME_BACKBONES or cfg.pool == "max",

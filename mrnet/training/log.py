@@ -27,7 +27,7 @@ def write_metrics_csv(path: Path, history: list[dict[str, Any]], select_split: s
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as handle:
             first = history[0] if history else {}
-            per_task = [k for k in first if k.startswith(f"{select_split}_auc_")]
+            per_task = [k for k in first if k.startswith((f"{select_split}_auc_", f"{select_split}_loss_", "view_"))]
             writer = csv.DictWriter(
                 handle, fieldnames=[*metric_columns(select_split), *per_task], extrasaction="ignore"
             )
@@ -54,6 +54,9 @@ def open_tensorboard(cfg: TrainConfig, start_epoch: int):
 def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> None:
     split = cfg.select_on
     marker = "  *best*" if row["best"] else ""
+    views = [k.removeprefix("view_") for k, v in row.items() if k.startswith("view_") and v]
+    if views and (views != list(cfg.tasks) or not row["best"]):  # --view-epochs task: views on their own epochs
+        marker += f"  views: {' '.join(views)}"
     prefix = f"{split}_auc_"
     per_task = {k: v for k, v in row.items() if k.startswith(prefix)}
     detail = " (" + " ".join(f"{k[len(prefix) :]} {v:.4f}" for k, v in per_task.items()) + ")" if per_task else ""

@@ -38,12 +38,36 @@ def pos_weights(labels: np.ndarray, tasks: tuple[str, ...]) -> float | np.ndarra
     return np.array([positive_class_weight(labels[:, i], f"train-{task}.csv labels") for i, task in enumerate(tasks)])
 
 
-def run_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray) -> torch.Tensor:
+def task_scales(pos_weight: np.ndarray) -> np.ndarray:
+    """Per task, the factor that gives its pos-weighted BCE a total weight of one per exam.
+
+    With pos_weight w = negatives/positives the weights sum to 2 x negatives over the exams,
+    so a mostly positive task (abnormal, w 0.28) weighs a quarter of a mostly negative one
+    (acl, w 4.3) in a plain sum; (1 + w) / (2w) = exams / (2 x negatives) evens that out.
+    """
+    weights = np.asarray(pos_weight, dtype=np.float64)
+    return (1 + weights) / (2 * weights)
+
+
+def run_loss(
+    logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray, balanced: bool = False
+) -> torch.Tensor:
     """The paper's loss for one task; for a multi-task run (logits (k, tasks)) the sum of each task's.
 
-    Summed, not averaged, over tasks: each task's term is exactly what its single-task run
-    would minimise, so the gradient a task sends through the shared backbone keeps its scale.
+    Summed over tasks, each task's term exactly what its single-task run would minimise;
+    `balanced` (--task-weights balanced) scales each term by `task_scales` first, so every
+    task pulls on the shared backbone with the same total weight.
     """
     if np.ndim(pos_weight) == 0:
         return weighted_bce(logits, labels, float(pos_weight))
-    return sum(weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(pos_weight))
+    scales = task_scales(pos_weight) if balanced else np.ones(len(pos_weight))
+    return sum(
+        float(scale) * weighted_bce(logits[:, i], labels[:, i], float(w))
+        for i, (w, scale) in enumerate(zip(pos_weight, scales, strict=True))
+    )
+
+
+def task_losses(logits: np.ndarray, labels: np.ndarray, pos_weight: np.ndarray) -> np.ndarray:
+    """Each task's own pos-weighted BCE (logits and labels (n, tasks)): what picks that task's view epoch."""
+    logits_t, labels_t = torch.from_numpy(np.asarray(logits, dtype=np.float64)), torch.from_numpy(labels).double()
+    return np.array([float(weighted_bce(logits_t[:, i], labels_t[:, i], float(w))) for i, w in enumerate(pos_weight)])

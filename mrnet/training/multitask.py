@@ -1,15 +1,16 @@
 """One multi-task network per plane (--task all), seen by everything downstream as three single-task runs.
 
-The run trains in MODELS/all-<plane>/ (last.pt, best.pt, metrics.csv with an AUC column per
-task). At each best epoch it also writes, per task, MODELS/<task>-<plane>/best.pt and
-<split>_predictions.csv: a "view" that is an ordinary single-task checkpoint (one output,
-the head's row for that task, the shared backbone and pooling), plus where it comes from.
+The run trains in MODELS/all-<plane>/ (last.pt, best.pt at the best mean AUC, metrics.csv
+with an AUC and a loss column per task). Per task it also writes MODELS/<task>-<plane>/best.pt
+and <split>_predictions.csv: a "view" that is an ordinary single-task checkpoint (one output,
+the head's row for that task, the shared backbone and pooling), plus where it comes from,
+saved at that task's best epoch (--view-epochs task) or at the network's (mean).
 train_meta, evaluate, predict and the CAMs therefore load it like any other model.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import math
 from typing import Any
 
 import numpy as np
@@ -17,10 +18,11 @@ import torch
 
 from .. import layout
 from ..checkpoint import save_checkpoint
+from ..data.fingerprint import view_fingerprint
 from ..errors import MRNetError
 from .config import ALL_TASKS, TrainConfig, tasks_of
 from .log import write_predictions
-from .state import RunState
+from .state import RunState, checkpoint_payload
 
 
 def task_view(state_dict: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
@@ -31,35 +33,59 @@ def task_view(state_dict: dict[str, torch.Tensor], index: int) -> dict[str, torc
     return view
 
 
-def save_task_views(cfg: TrainConfig, model: torch.nn.Module, state: RunState, cases, labels, probs) -> None:
-    """Per task: the selecting split's <split>_predictions.csv, then best.pt holding the view.
+def save_task_views(
+    cfg: TrainConfig, model: torch.nn.Module, state: RunState, row: dict[str, Any], cases, labels, probs
+) -> None:
+    """For each task whose view this epoch becomes (`view_<task>`): its <split>_predictions.csv, then best.pt.
 
-    Predictions first, as in save_epoch.
+    Predictions first, as in save_epoch. A view records the epoch it holds as its best epoch.
     """
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    args = {**model.model_args(), "outputs": 1}
+    network = checkpoint_payload(cfg, model, state)  # the run's own fields: epoch, history, data fingerprint, ...
+    args = {**network["model_args"], "outputs": 1}
     for index, task in enumerate(cfg.tasks):
+        if not row.get(f"view_{task}"):
+            continue
         folder = layout.model_dir(cfg.models_dir, task, cfg.plane)
         path = layout.selection_predictions(cfg.models_dir, task, cfg.plane, state.select_split)
         write_predictions(path, cases, labels[:, index], probs[:, index])
         payload: dict[str, Any] = {
+            **network,
             "task": task,
-            "plane": cfg.plane,
-            "image_size": state.image_size,
             "model_args": args,
-            "model": task_view(weights, index),
-            "config": asdict(cfg),
+            "model": task_view(network["model"], index),
+            "data": view_fingerprint(network["data"], task),
+            "best_epoch": row["epoch"],
+            "best_score": row[f"{state.select_split}_auc_{task}"],
+            "best_loss": row[f"{state.select_split}_loss_{task}"],
             "view_of": cfg.name,
             "output_index": index,
-            "epoch": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_score": state.best_score,
-            "best_loss": state.best_loss,
-            "select_split": state.select_split,
-            "monitor": state.monitor,
-            "finished": state.finished,
         }
         save_checkpoint(payload, folder / layout.BEST)
+
+
+def mark_views(history: list[dict[str, Any]], tasks: tuple[str, ...], split: str, rule: str) -> None:
+    """Set `view_<task>` on the newest row: whether this epoch's network becomes that task's view.
+
+    rule "mean": every view follows the network's best epoch (best mean AUC). rule "task":
+    each task's view moves only when that task's AUC improves (an equal AUC with a lower
+    loss of that task counts), which is how its single-task run would choose. Recomputed
+    from the history, so a resumed run decides as the uninterrupted one did.
+    """
+    row = history[-1]
+    for task in tasks:
+        if rule == "mean":
+            row[f"view_{task}"] = bool(row["best"])
+            continue
+        earlier = [view_score(r, task, split) for r in history[:-1]]
+        best = max((s for s in earlier if not math.isnan(s[0])), default=(-math.inf, -math.inf))
+        current = view_score(row, task, split)
+        row[f"view_{task}"] = not math.isnan(current[0]) and current > best
+
+
+def view_score(row: dict[str, Any], task: str, split: str) -> tuple[float, float]:
+    """A task's AUC then minus its loss (higher is better); minus the loss alone where the AUC is undefined."""
+    auc, loss = row[f"{split}_auc_{task}"], row[f"{split}_loss_{task}"]
+    return (-loss, -loss) if math.isnan(auc) else (auc, -loss)
 
 
 def per_task_aucs(

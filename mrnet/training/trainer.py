@@ -34,8 +34,8 @@ from . import distributed
 from .config import ALL_TASKS, TrainConfig, merge_resumed_config, validate_config
 from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
 from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
-from .loss import pos_weights
-from .multitask import check_not_mixed, per_task_aucs, save_task_views
+from .loss import pos_weights, task_losses
+from .multitask import check_not_mixed, mark_views, per_task_aucs, save_task_views
 from .state import (
     RunState,
     plateau_mode,
@@ -104,10 +104,13 @@ def fit(run: Run) -> None:
             run.amp_dtype,
             eval_max_slices(cfg.eval_max_slices, run.device),
             run.ranks,
+            balanced=balanced_tasks(cfg),
         )
         check_finite(run, epoch, f"{state.select_split} loss", scored["loss"])
         row = epoch_row(run, epoch, train_loss, scored)
         state.record(row)
+        if cfg.task == ALL_TASKS:
+            mark_views(state.history, cfg.tasks, state.select_split, cfg.view_epochs)
         run.scheduler.step(plateau_signal(state, row, cfg.plateau_on))
         state.check_stop(cfg.patience, cfg.epochs)
         if run.ranks.is_main:
@@ -123,6 +126,8 @@ def epoch_row(run: Run, epoch: int, train_loss: float, scored: dict[str, Any]) -
     labels, probs = run.select.labels, scored["probs"]
     if labels.ndim == 2:
         aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan, state.select_split)
+        losses = task_losses(scored["logits"], labels, run.pos_weight)
+        aucs.update({f"{state.key('loss')}_{task}": float(v) for task, v in zip(run.cfg.tasks, losses, strict=True)})
     else:
         aucs = {state.key("auc"): auc_or_nan(labels, probs)}
     return {
@@ -165,8 +170,14 @@ def train_epoch(run: Run, epoch: int) -> float:
         scaler=run.scaler,
         exams_per_step=cfg.exams_per_step,
         progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
+        balanced=balanced_tasks(cfg),
     )
     return distributed.mean_over_ranks(stats["loss_sum"], stats["exams"], ranks)
+
+
+def balanced_tasks(cfg: TrainConfig) -> bool:
+    """A multi-task run whose task losses are scaled to the same total weight (--task-weights balanced)."""
+    return cfg.task == ALL_TASKS and cfg.task_weights == "balanced"
 
 
 def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
@@ -177,8 +188,8 @@ def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:
     checkpoint's history on resume.
     """
     cfg, state = run.cfg, run.state
-    if row["best"] and cfg.task == ALL_TASKS:
-        save_task_views(cfg, run.model, state, run.select.cases, run.select.labels, probs)
+    if cfg.task == ALL_TASKS:
+        save_task_views(cfg, run.model, state, row, run.select.cases, run.select.labels, probs)
     elif row["best"]:
         path = layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, state.select_split)
         write_predictions(path, run.select.cases, run.select.labels, probs)

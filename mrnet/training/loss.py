@@ -54,7 +54,7 @@ def run_loss(
 ) -> torch.Tensor:
     """The paper's loss for one task; for a multi-task run (logits (k, tasks)) the sum of each task's.
 
-    Summed over tasks, each task's term exactly what its single-task run would minimise;
+    Summed over tasks, each term being what that task's single-task run minimises;
     `balanced` (--task-weights balanced) scales each term by `task_scales` first, so every
     task pulls on the shared backbone with the same total weight.
     """

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from .data.transforms import preprocess
 from .device import to_device
+from .files import save_figure
 from .models import PlaneModel, VolumeNet
 
 COLORMAP = "inferno"
@@ -141,7 +142,7 @@ def _save_overlay_figure(rgb: np.ndarray, title: str, path: Path) -> None:
     axes.imshow(rgb, interpolation="nearest")
     axes.set_axis_off()
     figure.suptitle(title, fontsize=9)
-    figure.savefig(path)
+    save_figure(figure, path)
 
 
 def save_cam_gif(

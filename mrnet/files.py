@@ -28,6 +28,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     atomic_write_many({Path(path): write})
 
 
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """A matplotlib figure written atomically in the format its suffix names, its folder made first.
+
+    A report or heatmap cut short by a crash or a full disk keeps the previous picture.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
+    return path
+
+
 def atomic_write_many(writes: dict[Path, Callable[[Path], None]]) -> None:
     """Write every file to its temporary first, then rename them all: outputs that belong together change together.
 

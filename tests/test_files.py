@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from mrnet.errors import MRNetError
-from mrnet.files import atomic_write, atomic_write_many
+from mrnet.files import atomic_write, atomic_write_many, save_figure
 
 # A child process whose files may not grow past LIMIT bytes (RLIMIT_FSIZE): every write beyond fails
 # with EFBIG as on a full disk. SIGXFSZ is ignored so the write returns the error instead of killing it.
@@ -79,3 +80,24 @@ def test_errors_that_are_not_io_pass_through(tmp_path):
     with pytest.raises(ZeroDivisionError):
         atomic_write(tmp_path / "x", lambda tmp: 1 / 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_figure_is_saved_whole_or_not_at_all(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(1, 1))
+    FigureCanvasAgg(figure)
+    path = save_figure(figure, tmp_path / "plots" / "roc.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+    class Broken:
+        def savefig(self, target, format):
+            Path(target).write_bytes(b"half a picture")
+            raise OSError(28, "No space left on device")
+
+    before = path.read_bytes()
+    with pytest.raises(MRNetError, match=r"roc.png \(No space left on device\); the previous version"):
+        save_figure(Broken(), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["roc.png"]  # no temporary left behind

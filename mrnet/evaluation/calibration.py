@@ -21,6 +21,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..files import save_figure
+
 RELIABILITY_BINS = 10
 
 
@@ -110,6 +112,4 @@ def plot_reliability(task: str, labels: np.ndarray, scores: dict[str, np.ndarray
     axes.set_aspect("equal")
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return save_figure(figure, path)

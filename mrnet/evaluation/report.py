@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from ..files import atomic_write
+from ..files import atomic_write, save_figure
 
 MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"}
 
@@ -49,9 +49,7 @@ def plot_roc(
     axes.set_aspect("equal")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    return path
+    return save_figure(figure, path)
 
 
 def fmt(value: float, digits: int = 3) -> str:

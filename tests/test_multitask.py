@@ -30,7 +30,8 @@ from mrnet.training.distributed import Ranks
 from mrnet.training.loss import positive_class_weight as pos_weight
 from mrnet.training.loss import run_loss, task_scales, weighted_bce
 from mrnet.training.multitask import mark_views, per_task_aucs, task_view
-from mrnet.training.trainer import build_run, train
+from mrnet.training.setup import build_run
+from mrnet.training.trainer import task_weights, train
 
 QUICK = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu", "--epochs", "1"]
 QUICK += ["--no-augment", "--exams-per-step", "4", "--patience", "0", "--seed", "0"]
@@ -61,9 +62,16 @@ def test_balanced_task_weights_give_every_task_the_same_total_weight():
     logits = torch.randn(5, 3)
     terms = [weighted_bce(logits[:, i], labels[:, i], float(w)) for i, w in enumerate(weights)]
     expected = sum(float(c) * term for c, term in zip(scales, terms, strict=True))
-    torch.testing.assert_close(run_loss(logits, labels, weights, balanced=True), expected)
-    single = run_loss(logits[:, 0], labels[:, 0], float(weights[0]), balanced=True)
-    torch.testing.assert_close(single, weighted_bce(logits[:, 0], labels[:, 0], float(weights[0])))  # one task: as is
+    torch.testing.assert_close(run_loss(logits, labels, weights, scales), expected)
+
+
+def test_task_weights_follow_the_option(tmp_path):
+    weights = np.array([0.25, 4.0, 1.5])
+    multi = train_config(tmp_path, tmp_path / "m", task="all")
+    np.testing.assert_allclose(task_weights(multi, weights), task_scales(weights))  # balanced, the default
+    multi.task_weights = "sum"
+    np.testing.assert_allclose(task_weights(multi, weights), np.ones(3))
+    assert task_weights(train_config(tmp_path, tmp_path / "s"), 4.0) is None  # one task: its loss as it is
 
 
 def epoch(n: int, best: bool, acl: float, acl_loss: float, meniscus: float) -> dict:

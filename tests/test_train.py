@@ -22,8 +22,9 @@ from mrnet.errors import CheckpointError, MRNetError
 from mrnet.files import temporary_leftovers
 from mrnet.training.config import TrainConfig, merge_resumed_config
 from mrnet.training.distributed import Ranks
+from mrnet.training.setup import build_run
 from mrnet.training.state import RunState, plateau_signal, state_from_checkpoint
-from mrnet.training.trainer import build_run, train
+from mrnet.training.trainer import train
 
 
 @pytest.mark.slow

@@ -48,13 +48,13 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     exams_per_step: int = 1,
     progress: str | None = None,
-    balanced: bool = False,
+    task_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """One pass over `order`; with exams_per_step = 1 this is the paper's one exam per step.
 
     `labels` (n,) with one pos_weight for a single-task model; (n, tasks) with one weight per
-    task for a multi-task model (the loss is then the sum of the tasks' losses, each scaled
-    to the same total weight when `balanced`).
+    task for a multi-task model: the loss is then the sum of the tasks' losses, each times
+    its entry of `task_weights` (--task-weights).
 
     The loss is summed on the device and read once at the end, so the loop never waits
     for the device to report a number. `scaler` scales the loss for fp16 (a disabled
@@ -73,7 +73,7 @@ def train_one_epoch(
                 logits = model(views[0])  # (1,) or (1, tasks)
             else:
                 logits = model(torch.cat(views), [v.shape[0] for v in views])  # (k,) or (k, tasks)
-        loss = run_loss(logits.float(), targets, pos_weight, balanced)
+        loss = run_loss(logits.float(), targets, pos_weight, task_weights)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -93,7 +93,7 @@ def validate(
     max_slices: int = 512,
     ranks: distributed.Ranks = distributed.Ranks(),
     progress: str | None = None,
-    balanced: bool = False,
+    task_weights: np.ndarray | None = None,
 ) -> dict[str, float | np.ndarray]:
     """Loss and probabilities over ALL exams of the scored split (AUC is computed by the caller, once).
 
@@ -105,5 +105,5 @@ def validate(
     mine = list(range(ranks.rank, len(series), ranks.world_size))
     logits = predict_logits(model, [series[i] for i in mine], device, amp_dtype, max_slices, progress)
     logits = distributed.gather_by_index(mine, logits, len(series), ranks)
-    loss = run_loss(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight, balanced)
+    loss = run_loss(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight, task_weights)
     return {"loss": float(loss), "probs": sigmoid(logits), "logits": logits}

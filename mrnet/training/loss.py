@@ -50,20 +50,19 @@ def task_scales(pos_weight: np.ndarray) -> np.ndarray:
 
 
 def run_loss(
-    logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray, balanced: bool = False
+    logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray, weights: np.ndarray | None = None
 ) -> torch.Tensor:
     """The paper's loss for one task; for a multi-task run (logits (k, tasks)) the sum of each task's.
 
-    Summed over tasks, each term being what that task's single-task run minimises;
-    `balanced` (--task-weights balanced) scales each term by `task_scales` first, so every
-    task pulls on the shared backbone with the same total weight.
+    Summed over tasks, each term being what that task's single-task run minimises, times its
+    entry of `weights` (None: a plain sum; `task_scales` for --task-weights balanced).
     """
     if np.ndim(pos_weight) == 0:
         return weighted_bce(logits, labels, float(pos_weight))
-    scales = task_scales(pos_weight) if balanced else np.ones(len(pos_weight))
+    weights = np.ones(len(pos_weight)) if weights is None else np.asarray(weights)
     return sum(
-        float(scale) * weighted_bce(logits[:, i], labels[:, i], float(w))
-        for i, (w, scale) in enumerate(zip(pos_weight, scales, strict=True))
+        float(weight) * weighted_bce(logits[:, i], labels[:, i], float(w))
+        for i, (w, weight) in enumerate(zip(pos_weight, weights, strict=True))
     )
 
 

@@ -51,7 +51,8 @@ bench: setup
 # The README's table of backbones, pooling and multi-task: one train_all sweep per configuration on the demo data
 # (hours on 2 CPU cores; finished configurations are skipped on a rerun).
 SWEEPS ?= alexnet/max/single alexnet/max/multi alexnet/mean/multi alexnet/attention/multi alexnet/attention/single \
-	mobilenet_v3_small/max/multi resnet18/max/multi resnet34/max/multi efficientnet_b0/max/multi
+	mobilenet_v3_small/max/multi resnet18/max/single resnet18/max/multi resnet34/max/multi efficientnet_b0/max/multi \
+	r3d_18/max/multi
 bench-sweeps: setup
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.sweeps --data-dir $(DEMO_DATA) --out bench/sweeps $(SWEEPS) --table
 

@@ -40,6 +40,8 @@ def save_task_views(
 
     Predictions first, as in save_epoch. A view records the epoch it holds as its best epoch.
     """
+    if not any(row.get(f"view_{task}") for task in cfg.tasks):
+        return  # no view moves: no copy of the weights
     network = checkpoint_payload(cfg, model, state)  # the run's own fields: epoch, history, data fingerprint, ...
     args = {**network["model_args"], "outputs": 1}
     for index, task in enumerate(cfg.tasks):

@@ -6,6 +6,6 @@ TASKS = ("abnormal", "acl", "meniscus")
 PLANES = ("axial", "coronal", "sagittal")
 SPLITS = ("train", "valid")
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
-FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see ensemble.fit_stacker
+FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see stacking.fit_stacker
 SELECT_ON = ("tune", "valid")  # the split that picks the best epoch and drives the scheduler; see data.splits
 PLATEAU_ON = ("loss", "auc")  # what ReduceLROnPlateau watches on that split

@@ -26,12 +26,12 @@ from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble import saved_thresholds
 from .ensemble_format import ensemble_probabilities, load_checked_ensemble
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
 from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
+from .stacking import saved_thresholds
 
 ENSEMBLE = "ensemble"
 FIXED_OPERATING_POINT = 0.5

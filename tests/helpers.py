@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mrnet import PLANES, TASKS
 from mrnet.training.config import TrainConfig
@@ -113,3 +114,18 @@ def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def known_probabilities(n: int, seed: int) -> pd.DataFrame:
+    """Sagittal carries the signal, coronal a little, axial none."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return pd.DataFrame(
+        {
+            "case": [f"{i:04d}" for i in range(n)],
+            "label": labels,
+            "axial": rng.random(n),
+            "coronal": np.clip(0.3 * labels + 0.7 * rng.random(n), 0, 1),
+            "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
+        }
+    )

@@ -10,50 +10,20 @@ from unittest.mock import ANY
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import train_config, write_tiny_layout
+from helpers import known_probabilities, train_config, write_tiny_layout
 from sklearn.metrics import roc_auc_score
 
 from mrnet import PLANES
 from mrnet.data.splits import read_tune_cases
 from mrnet.device import Scoring
-from mrnet.ensemble import MetaConfig, fit_ensembles, fit_stacker
+from mrnet.ensemble import MetaConfig, fit_ensembles
 from mrnet.ensemble_format import ensemble_payload, ensemble_text, load_ensemble
 from mrnet.errors import MRNetError
-from mrnet.evaluation.calibration import brier_score, expected_calibration_error
 from mrnet.inference import merge_on_case, plane_probabilities
 from mrnet.layout import ENSEMBLE_PREDICTIONS
 from mrnet.layout import ensemble_file as ensemble_path
+from mrnet.stacking import fit_stacker
 from mrnet.training.trainer import train
-
-
-def known_probabilities(n: int, seed: int) -> pd.DataFrame:
-    """Sagittal carries the signal, coronal a little, axial none."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    return pd.DataFrame(
-        {
-            "case": [f"{i:04d}" for i in range(n)],
-            "label": labels,
-            "axial": rng.random(n),
-            "coronal": np.clip(0.3 * labels + 0.7 * rng.random(n), 0, 1),
-            "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
-        }
-    )
-
-
-def test_stacker_on_known_probabilities_weights_the_informative_plane():
-    train, valid = known_probabilities(200, 0), known_probabilities(100, 1)
-    model, probs = fit_stacker(train, valid, "train", folds=5, seed=0)
-    coef = dict(zip(["axial", "coronal", "sagittal"], model.coef_[0], strict=True))
-    assert coef["sagittal"] > coef["coronal"] > abs(coef["axial"])
-    assert roc_auc_score(valid["label"], probs) > 0.95
-
-
-def test_cross_validated_fit_scores_each_exam_out_of_fold():
-    valid = known_probabilities(60, 2)
-    final, out_of_fold = fit_stacker(None, valid, "valid-cv", folds=5, seed=0)
-    in_sample = final.predict_proba(valid[["axial", "coronal", "sagittal"]].to_numpy())[:, 1]
-    assert out_of_fold.shape == (60,) and not np.allclose(out_of_fold, in_sample)
 
 
 def test_merge_is_by_case_not_position():
@@ -187,25 +157,6 @@ def test_models_that_trained_on_the_tuning_exams_are_refused(acl_models, tmp_pat
     (copy / "tune_cases.csv").write_text("case,abnormal,acl,meniscus\n0000,0,0,0\n0003,1,1,1\n")
     with pytest.raises(MRNetError, match=r"not trained with the tuning split.*acl-axial"):
         fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(copy), device="cpu"))
-
-
-def test_stacker_fitted_on_held_out_probabilities_is_calibrated():
-    """Stacked on memorised training probabilities the output is over-confident; on tuning probabilities it is not."""
-    rng = np.random.default_rng(0)
-
-    def held_out(n: int) -> pd.DataFrame:  # what the planes give exams they never saw: informative, noisy
-        table = known_probabilities(n, int(rng.integers(1000)))
-        table["sagittal"] = np.clip(0.35 + 0.3 * table["label"] + rng.normal(0, 0.15, n), 0.01, 0.99)
-        return table
-
-    memorised = known_probabilities(300, 5)
-    memorised["sagittal"] = np.where(memorised["label"] == 1, 0.99, 0.01)  # the training exams, learned by heart
-    tune, valid = held_out(300), held_out(2000)
-    labels = valid["label"].to_numpy()
-    _, on_train = fit_stacker(memorised, valid, "train", folds=5, seed=0)
-    _, on_tune = fit_stacker(tune, valid, "tune", folds=5, seed=0)
-    assert expected_calibration_error(labels, on_tune) < 0.05 < expected_calibration_error(labels, on_train)
-    assert brier_score(labels, on_tune) < brier_score(labels, on_train)
 
 
 @pytest.mark.slow

@@ -29,12 +29,12 @@ from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble import saved_thresholds
 from ..ensemble_format import load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
 from ..inference import fit_to_size, load_plane_model, slice_attention
 from ..runinfo import environment, plain
+from ..stacking import saved_thresholds
 from .calibration import calibration, plot_reliability
 from .metrics import (
     DEFAULT_RESAMPLES,

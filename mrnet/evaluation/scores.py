@@ -19,9 +19,9 @@ import pandas as pd
 from .. import PLANES, layout
 from ..checkpoint import load_checkpoint
 from ..device import Scoring
-from ..ensemble import scored_ensemble
 from ..ensemble_format import load_checked_ensemble
 from ..inference import plane_probabilities
+from ..stacking import scored_ensemble
 from ..training.config import LEGACY_RECIPE
 
 

@@ -1,0 +1,61 @@
+"""The stacker: weighs the informative plane, scores out of fold, is calibrated on held-out input, knows its exams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from helpers import known_probabilities
+from sklearn.metrics import roc_auc_score
+
+from mrnet.evaluation.calibration import brier_score, expected_calibration_error
+from mrnet.stacking import fit_stacker, fitted_on_these_exams
+
+
+def test_stacker_on_known_probabilities_weights_the_informative_plane():
+    train, valid = known_probabilities(200, 0), known_probabilities(100, 1)
+    model, probs = fit_stacker(train, valid, "train", folds=5, seed=0)
+    coef = dict(zip(["axial", "coronal", "sagittal"], model.coef_[0], strict=True))
+    assert coef["sagittal"] > coef["coronal"] > abs(coef["axial"])
+    assert roc_auc_score(valid["label"], probs) > 0.95
+
+
+def test_cross_validated_fit_scores_each_exam_out_of_fold():
+    valid = known_probabilities(60, 2)
+    final, out_of_fold = fit_stacker(None, valid, "valid-cv", folds=5, seed=0)
+    in_sample = final.predict_proba(valid[["axial", "coronal", "sagittal"]].to_numpy())[:, 1]
+    assert out_of_fold.shape == (60,) and not np.allclose(out_of_fold, in_sample)
+
+
+def test_stacker_fitted_on_held_out_probabilities_is_calibrated():
+    """Stacked on memorised training probabilities the output is over-confident; on tuning probabilities it is not."""
+    rng = np.random.default_rng(0)
+
+    def held_out(n: int) -> pd.DataFrame:  # what the planes give exams they never saw: informative, noisy
+        table = known_probabilities(n, int(rng.integers(1000)))
+        table["sagittal"] = np.clip(0.35 + 0.3 * table["label"] + rng.normal(0, 0.15, n), 0.01, 0.99)
+        return table
+
+    memorised = known_probabilities(300, 5)
+    memorised["sagittal"] = np.where(memorised["label"] == 1, 0.99, 0.01)  # the training exams, learned by heart
+    tune, valid = held_out(300), held_out(2000)
+    labels = valid["label"].to_numpy()
+    _, on_train = fit_stacker(memorised, valid, "train", folds=5, seed=0)
+    _, on_tune = fit_stacker(tune, valid, "tune", folds=5, seed=0)
+    assert expected_calibration_error(labels, on_tune) < 0.05 < expected_calibration_error(labels, on_train)
+    assert brier_score(labels, on_tune) < brier_score(labels, on_train)
+
+
+def test_a_saved_stacker_knows_which_exams_it_was_fitted_on(tmp_path):
+    """Its figures on an exam are held-out, out-of-fold or in-sample, and evaluate labels them so."""
+    data = str((tmp_path / "data").resolve())
+    cases = ["0001", "0002", "0003"]
+    on_train = {"fit_on": "tune", "fit_split": "train", "fit_cases": cases[:2], "data_dir": data}
+    assert fitted_on_these_exams(on_train, data, "valid", cases) == "held-out"
+    assert fitted_on_these_exams(on_train, data, "train", cases) == "in-sample"
+    assert fitted_on_these_exams(on_train, tmp_path / "other", "train", cases) == "held-out"
+    cross_validated = {"fit_on": "valid-cv", "fit_split": "valid", "fit_cases": cases, "data_dir": data}
+    assert fitted_on_these_exams(cross_validated, data, "valid", cases) == "out-of-fold"
+    assert fitted_on_these_exams(cross_validated, data, "valid", cases[:2]) == "in-sample"
+    older = {"fit_on": "valid-cv"}  # saved before stackers recorded their exams: judged by the split's name
+    assert fitted_on_these_exams(older, data, "valid", cases) == "in-sample"
+    assert fitted_on_these_exams(older, data, "test", cases) == "held-out"

@@ -28,6 +28,54 @@ def resample_depth(series: torch.Tensor, depth: int) -> torch.Tensor:
     return F.interpolate(volume.float(), size=size, mode="trilinear", align_corners=True).to(series.dtype)[0]
 
 
+def bf16_weight_grad_is_wrong(conv: nn.Conv3d, x: torch.Tensor) -> bool:
+    """Whether training would take this convolution's weight gradient from oneDNN's bf16 kernel over a depth of 2.
+
+    On the CPU (torch 2.14.1) a convolution with a kernel deeper than 1 and stride 1 along the
+    slices, over a depth of exactly 2, gets a weight gradient of inf, NaN or plain wrong values
+    (uninitialised memory, so it varies run to run); its forward pass and input gradient, and
+    every other depth, match fp32 to bf16's precision. Any --depth from 2 to 16 has such a stage.
+    """
+    return (
+        x.dim() == 5
+        and x.shape[2] == 2
+        and conv.kernel_size[0] > 1
+        and conv.stride[0] == 1
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
+class Fp32AtDepthTwo:
+    """Mixed into a Conv3d: computes in fp32 where bf16 would give it a wrong weight gradient (see above)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not bf16_weight_grad_is_wrong(self, x):
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float()).to(torch.bfloat16)
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def guarded_class(conv_class: type) -> type:
+    """The Conv3d class (torchvision's own subclasses and the folded first one included) with the fallback."""
+    if conv_class not in _GUARDED:
+        _GUARDED[conv_class] = type(f"Fp32AtDepthTwo{conv_class.__name__}", (Fp32AtDepthTwo, conv_class), {})
+    return _GUARDED[conv_class]
+
+
+def guard_depth_two(extractor: nn.Module) -> nn.Module:
+    """Every 3-D convolution gets the fp32 fallback; classes are swapped so the state dict stays as it is."""
+    for module in extractor.modules():
+        if isinstance(module, nn.Conv3d) and not isinstance(module, Fp32AtDepthTwo):
+            module.__class__ = guarded_class(type(module))
+    return extractor
+
+
 class VolumeNet(FrozenBatchNormMixin, nn.Module):
     """3-D backbone over the whole series -> global average pool -> linear head."""
 
@@ -35,7 +83,7 @@ class VolumeNet(FrozenBatchNormMixin, nn.Module):
         super().__init__()
         self.args = args or ModelArgs(backbone="r3d_18")
         spec = backbone(self.args.backbone)
-        self.features = fold_first_conv(spec.build())
+        self.features = guard_depth_two(fold_first_conv(spec.build()))
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.classifier = nn.Linear(spec.features, self.args.outputs)
 

@@ -57,7 +57,7 @@ bench-sweeps: setup
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.sweeps --data-dir $(DEMO_DATA) --out bench/sweeps $(SWEEPS) --table
 
 # The same two sweeps at MRNet's resolution: 256 px synthetic knees (200 train / 100 valid, 8-14 slices, seed 0),
-# the demo's settings at 8 and 16 epochs (about 2.5 hours on 2 CPU cores; README, "At MRNet's resolution").
+# the demo's settings at 8 and 16 epochs (about 2.5 hours at one thread; README, "At MRNet's resolution").
 DATA_256 ?= data/synthetic256
 bench-sweeps-256: setup
 	test -d $(DATA_256) || $(PY) scripts/make_synthetic.py --out $(DATA_256) --train 200 --valid 100 --size 256 --slices 8 14 --seed 0

@@ -14,7 +14,9 @@ reads back what that command wrote:
 
 A configuration is BACKBONE/POOL/single|multi, e.g. `alexnet/max/single` (the demo's nine
 models) or `resnet18/max/multi` (`--task all`: three networks). Each finished one leaves
-`<out>/<name>.json`; rerunning skips it, so configurations can run in separate processes.
+`<out>/<name>.json`; rerunning skips it, so configurations can run in separate processes. The models
+folders and training logs go to `--models-out` (default: `--out`), so the results can live apart from
+them (the docs read theirs from docs/measured/).
 
     python -m benchmarks.sweeps --data-dir data/synthetic --out bench/sweeps alexnet/max/single alexnet/max/multi
     python -m benchmarks.sweeps --out bench/sweeps --table
@@ -152,8 +154,8 @@ def ensemble_aucs(models_dir: Path) -> dict[str, Any]:
     return rows
 
 
-def measure(sweep: Sweep, data_dir: Path, out: Path, settings: list[str], predict_exams: int) -> dict[str, Any]:
-    models_dir = out / sweep.name
+def measure(sweep: Sweep, data_dir: Path, models_out: Path, settings: list[str], predict_exams: int) -> dict[str, Any]:
+    models_dir = models_out / sweep.name
     load_before = os.getloadavg()[0]
     seconds, command = train_sweep(sweep, data_dir, models_dir, settings)
     load_after = os.getloadavg()[0]
@@ -210,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="*", help="configurations BACKBONE/POOL/single|multi")
     parser.add_argument("--data-dir", default="data/synthetic", help="MRNet-v1.0 layout folder (default %(default)s)")
-    parser.add_argument("--out", default="bench/sweeps", help="models folders and results (default %(default)s)")
+    parser.add_argument("--out", default="bench/sweeps", help="results: a JSON per configuration (default %(default)s)")
+    parser.add_argument("--models-out", default=None, help="models folders and training logs (default: --out)")
     parser.add_argument("--settings", default=DEMO_SETTINGS, help="train_all options shared by every configuration")
     parser.add_argument("--predict-exams", type=int, default=20, help="valid exams timed by predict (default 20)")
     parser.add_argument("--rerun", action="store_true", help="train configurations that already have results")
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{sweep.name}: already measured ({result_file}); --rerun to train again")
             continue
         print(f"{sweep.name}: training ({args.settings} {' '.join(sweep.train_args())})", flush=True)
-        result = measure(sweep, data_dir, out, args.settings.split(), args.predict_exams)
+        models_out = Path(args.models_out) if args.models_out else out
+        result = measure(sweep, data_dir, models_out, args.settings.split(), args.predict_exams)
         write_json(result_file, result)
         print(json_text(result), flush=True)
     if args.table or not sweeps:

@@ -1,4 +1,4 @@
-"""Make docs/viewer.png, the README's picture of the exam viewer (a development tool, not part of the package).
+"""Make docs/viewer.png, the picture on docs/viewer.md of the exam viewer (a development tool, not in the package).
 
 Runs predict --html on one exam of the demo (make demo) and photographs its page in headless
 Chromium with the state given as the page's URL hash:
@@ -21,7 +21,7 @@ from mrnet.viewer import browser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Screenshot of the exam viewer for the README.")
+    parser = argparse.ArgumentParser(description="Screenshot of the exam viewer for the docs.")
     parser.add_argument("--models-dir", default="models/demo")
     parser.add_argument("--data-dir", default="data/synthetic")
     parser.add_argument("--split", default="valid")

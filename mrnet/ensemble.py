@@ -44,12 +44,13 @@ from .ensemble_format import (
     features,
 )
 from .errors import MRNetError, at_least, check_options, one_of, seed_rule
-from .evaluation.delong import delong_test
-from .evaluation.metrics import auc_or_nan, fold_count
 from .files import atomic_write_many, check_writable, json_text
 from .inference import plane_probabilities
 from .runinfo import environment, plain
 from .stacking import choose_thresholds, fit_stacker, out_of_fold
+from .stats.auc import auc_or_nan
+from .stats.delong import delong_test
+from .stats.thresholds import fold_count
 
 MODELS = (*PLANES, "ensemble")
 # auc_table.csv: AUCs on the valid split; how the ensemble was fitted and scored; the ensemble against its best plane.

@@ -18,7 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from . import PLANES
 from .ensemble_format import ensemble_probabilities, features
 from .errors import MRNetError
-from .evaluation.metrics import fold_count, youden_threshold
+from .stats.thresholds import fold_count, youden_threshold
 
 
 def new_stacker(seed: int) -> LogisticRegression:

@@ -7,8 +7,8 @@ import pandas as pd
 from helpers import known_probabilities
 from sklearn.metrics import roc_auc_score
 
-from mrnet.evaluation.calibration import brier_score, expected_calibration_error
 from mrnet.stacking import fit_stacker, fitted_on_these_exams
+from mrnet.stats.calibration import brier_score, expected_calibration_error
 
 
 def test_stacker_on_known_probabilities_weights_the_informative_plane():

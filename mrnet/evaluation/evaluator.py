@@ -35,15 +35,10 @@ from ..files import check_writable, write_json
 from ..inference import fit_to_size, load_plane_model, slice_attention
 from ..runinfo import environment, plain
 from ..stacking import saved_thresholds
-from .calibration import calibration, plot_reliability
-from .metrics import (
-    DEFAULT_RESAMPLES,
-    bootstrap_auc,
-    bootstrap_indices,
-    cross_validated_operating_point,
-    operating_point,
-)
-from .report import ReportContent, plot_roc, save_csv, write_report
+from ..stats.auc import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices
+from ..stats.calibration import calibration
+from ..stats.thresholds import cross_validated_operating_point, operating_point
+from .report import ReportContent, plot_reliability, plot_roc, save_csv, write_report
 from .report_html import write_html_report
 from .scores import TaskScores, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase

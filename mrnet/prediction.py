@@ -26,12 +26,12 @@ from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble_format import ensemble_probabilities, load_checked_ensemble
+from .ensemble.file import SavedEnsemble, load_checked_ensemble
+from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
 from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
-from .stacking import saved_thresholds
 
 ENSEMBLE = "ensemble"
 FIXED_OPERATING_POINT = 0.5
@@ -73,15 +73,15 @@ class Prediction:
     notes: list[str]
 
 
-def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, SavedEnsemble]) -> pd.DataFrame:
     """Each task's stacked probability from its planes' columns (merged by column name, never by position),
     then its operating threshold and the call `positive` (1 when the probability reaches it)."""
-    for task, bundle in ensembles.items():
-        planes = table[[f"{task}_{p}" for p in bundle["planes"]]]
-        planes.columns = list(bundle["planes"])
-        probs = ensemble_probabilities(bundle, planes)
+    for task, saved in ensembles.items():
+        planes = table[[f"{task}_{p}" for p in saved.planes]]
+        planes.columns = list(saved.planes)
+        probs = ensemble_probabilities(saved, planes)
         table[f"{task}_{ENSEMBLE}"] = probs
-        chosen = saved_thresholds(bundle).get(ENSEMBLE)
+        chosen = saved.thresholds.get(ENSEMBLE)
         threshold = chosen.threshold if chosen is not None else math.nan
         table[f"{task}_threshold"] = threshold
         table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if chosen else pd.NA
@@ -89,11 +89,11 @@ def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any
     return table[ordered]
 
 
-def calibration_notes(ensembles: dict[str, dict[str, Any]]) -> list[str]:
+def calibration_notes(ensembles: dict[str, SavedEnsemble]) -> list[str]:
     """What each task's ensemble output means, from what its stacker was fitted on."""
     notes = []
-    for task, bundle in ensembles.items():
-        fit_on, chosen = bundle.get("fit_on", "train"), saved_thresholds(bundle).get(ENSEMBLE)
+    for task, saved in ensembles.items():
+        fit_on, chosen = saved.fit_on, saved.thresholds.get(ENSEMBLE)
         if fit_on == "train":
             notes.append(
                 f"{task}: the ensemble was fitted on training-set probabilities (--fit-on train); its output ranks "
@@ -242,7 +242,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
 # ----------------------------------------------------------------------------- the exam viewer
 
 
-def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
+def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dict[str, float]], str]:
     """The threshold each probability is called at on the viewer pages, and how it was chosen, said honestly.
 
     train_meta saves each model's threshold (Youden's J on the tuning split, or on valid)
@@ -250,12 +250,12 @@ def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, di
     called at the fixed cut-off 0.5.
     """
     thresholds, stored, fixed = {}, {}, []
-    for task, bundle in ensembles.items():
-        saved = {model: t.threshold for model, t in saved_thresholds(bundle).items()}
-        if ENSEMBLE not in saved and bundle.get("threshold") is not None:
-            saved[ENSEMBLE] = float(bundle["threshold"])
+    for task, ensemble in ensembles.items():
+        saved = {model: t.threshold for model, t in ensemble.thresholds.items()}
+        if ENSEMBLE not in saved and ensemble.threshold is not None:
+            saved[ENSEMBLE] = ensemble.threshold
         thresholds[task] = {m: float(saved.get(m, FIXED_OPERATING_POINT)) for m in (*PLANES, ENSEMBLE)}
-        chosen = {t.chosen_on for t in saved_thresholds(bundle).values()}
+        chosen = {t.chosen_on for t in ensemble.thresholds.values()}
         if saved:
             stored[task] = ", ".join(sorted(chosen)) if chosen else "stored"
         if len(saved) < len(PLANES) + 1:
@@ -281,7 +281,7 @@ def write_viewer(
     inputs: CheckedInputs,
     task_models: Sequence[TaskModels],
     table: pd.DataFrame,
-    ensembles: dict[str, dict[str, Any]],
+    ensembles: dict[str, SavedEnsemble],
     scoring: Scoring,
 ) -> list[Path]:
     """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from mrnet import PLANES, TASKS
-from mrnet.ensemble import MetaConfig, fit_ensembles
+from mrnet.ensemble.fit import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
 from mrnet.evaluation.showcase import pick

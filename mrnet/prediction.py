@@ -30,7 +30,7 @@ from .ensemble.file import SavedEnsemble, load_checked_ensemble
 from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
-from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
+from .inference import TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
@@ -225,9 +225,14 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
-    cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
     attention: dict[str, Any] = {}
-    table = predict_exams(exams, task_models, scoring, inputs.converted, cam, attention)
+    table = predict_exams(exams, task_models, scoring, inputs.converted, attention)
+    if cfg.cam:
+        from .cam import CamOptions, write_cams  # matplotlib only when asked
+
+        write_cams(
+            CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif), exams, task_models, scoring.device, inputs.converted
+        )
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(
         cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case, attention)
@@ -285,33 +290,27 @@ def write_viewer(
     scoring: Scoring,
 ) -> list[Path]:
     """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
-    from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
-    from .viewer.index import IndexRow, write_index
-    from .viewer.page import ExamView, TaskOutcome, page_names, write_exam_page
+    from .viewer.build import PageExam, write_exam_pages  # CAMs and PNG encoding: only when the viewer is asked for
+    from .viewer.page import TaskOutcome
 
     thresholds, note = operating_points(ensembles)
     rows_by_case = table.set_index("case").to_dict("index")
-    pages, index_rows = [], []
-    names = page_names([exam.case for exam in exams])
+    shown = []
     for exam in exams:
         row = rows_by_case[exam.case]
-        series = {plane: exam_series(exam, plane, inputs.converted) for plane in PLANES}
         outcomes = [
             TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*PLANES, ENSEMBLE)}, thresholds[tm.task])
             for tm in task_models
         ]
-        view = ExamView(
-            case=exam.case,
-            planes=exam_images(series, task_models, scoring),
-            outcomes=outcomes,
-            operating_point=note,
-            sources={plane: str(source) for plane, source in exam.sources.items()},
-            notes=inputs.notes_by_case.get(exam.case, []),
+        shown.append(
+            PageExam(
+                case=exam.case,
+                read_series=lambda exam=exam: {p: exam_series(exam, p, inputs.converted) for p in PLANES},
+                outcomes=outcomes,
+                sources={plane: str(source) for plane, source in exam.sources.items()},
+                notes=inputs.notes_by_case.get(exam.case, []),
+            )
         )
-        pages.append(write_exam_page(view, folder, names[exam.case]))
-        values = {tm.task: float(row[f"{tm.task}_{ENSEMBLE}"]) for tm in task_models}
-        index_rows.append(IndexRow(exam.case, pages[-1].name, values))
-    tasks = [tm.task for tm in task_models]
-    title = "MRNet predictions"
-    index = write_index(folder / "index.html", index_rows, tasks, title, "Ensemble probability per task. " + note)
-    return [index, *pages]
+    index_note = "Ensemble probability per task. " + note
+    written = write_exam_pages(folder, shown, task_models, scoring, note, "MRNet predictions", index_note)
+    return [written.index, *written.pages.values()]

@@ -17,9 +17,11 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
@@ -280,6 +282,11 @@ def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dic
     return thresholds, " ".join(parts)
 
 
+def exam_planes(exam: ExamInput, converted: dict[tuple[Path, str], np.ndarray]) -> dict[str, np.ndarray]:
+    """An exam's three series, as scored (read when its viewer page is built)."""
+    return {plane: exam_series(exam, plane, converted) for plane in PLANES}
+
+
 def write_viewer(
     folder: Path,
     exams: Sequence[ExamInput],
@@ -305,7 +312,7 @@ def write_viewer(
         shown.append(
             PageExam(
                 case=exam.case,
-                read_series=lambda exam=exam: {p: exam_series(exam, p, inputs.converted) for p in PLANES},
+                read_series=partial(exam_planes, exam, inputs.converted),
                 outcomes=outcomes,
                 sources={plane: str(source) for plane, source in exam.sources.items()},
                 notes=inputs.notes_by_case.get(exam.case, []),

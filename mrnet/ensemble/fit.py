@@ -135,7 +135,7 @@ def auc_row(task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, s
     labels = valid["label"].to_numpy()
     aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in PLANES}
     defined = [p for p in PLANES if not np.isnan(aucs[p])]
-    best = max(defined, key=aucs.get) if defined else PLANES[0]
+    best = max(defined, key=lambda p: aucs[p]) if defined else PLANES[0]
     versus = delong_test(labels, valid[best].to_numpy(), ensemble)
     return {
         "task": task,
@@ -193,6 +193,7 @@ def fit_task(
             scored["tune"] = "in-sample" if fit_on == "tune" else "held-out"
     thresholds = choose_thresholds(parts, ensemble, scored)
     fit_table = valid if fit_on == "valid-cv" else fitted_on
+    assert fit_table is not None  # fit_stacker has fitted on it
     saved = saved_ensemble(
         model,
         task,
@@ -237,7 +238,7 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     # Score only what the fit needs: the tuning exams (not all of train) when stacking on them.
     splits = ("valid",) if fit_on == "valid-cv" else ("train", "valid")
     hashes = check_checkpoints(cfg, ready, splits)
-    cases = {"train": tune_cases} if fit_on == "tune" else None
+    cases = {"train": tune_cases} if fit_on == "tune" and tune_cases else None  # resolve_fit_on: tune has cases
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
     probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases)
     fitted, writes = [], {}

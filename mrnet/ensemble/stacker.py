@@ -83,6 +83,7 @@ def fit_stacker(
     """
     if fit_on == "valid-cv":
         return new_stacker(seed).fit(features(valid), valid["label"].to_numpy()), out_of_fold(valid, folds, seed)
+    assert fitted_on is not None  # tune or train: fit_ensembles passes those exams
     labels = fitted_on["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         raise MRNetError(f"the {fit_on} exams hold one class only; the stacker cannot be fitted on them")

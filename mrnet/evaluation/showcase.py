@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import PLANES
@@ -62,6 +64,10 @@ def pick(evaluated: pd.DataFrame, threshold: float, count: int) -> list[tuple[st
     ]
 
 
+def read_planes(sources: dict[str, Path]) -> dict[str, np.ndarray]:
+    return {plane: load_series(source) for plane, source in sources.items()}
+
+
 def write_showcase(
     data_dir: str,
     models_dir: str,
@@ -94,7 +100,7 @@ def write_showcase(
         shown.append(
             PageExam(
                 case=case,
-                read_series=lambda sources=sources: {p: load_series(s) for p, s in sources.items()},
+                read_series=partial(read_planes, sources),
                 outcomes=outcomes,
                 sources={p: str(s) for p, s in sources.items()},
                 subtitle=f"{split} split; shown in the evaluation report as: {', '.join(reasons[case])}",

@@ -35,6 +35,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: imports only point down
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

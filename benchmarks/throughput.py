@@ -41,9 +41,9 @@ from mrnet.cli.common import run_cli
 from mrnet.data.series import load_series
 from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device
 from mrnet.errors import at_least, check_options, one_of
-from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
+from mrnet.stats.auc import auc_or_nan
 from mrnet.training.config import BACKBONE_NAMES, POOL_NAMES
 from mrnet.training.engine import epoch_augment, train_one_epoch, validate
 from mrnet.training.loss import positive_class_weight

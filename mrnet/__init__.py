@@ -6,6 +6,16 @@ TASKS = ("abnormal", "acl", "meniscus")
 PLANES = ("axial", "coronal", "sagittal")
 SPLITS = ("train", "valid")
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
-FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see stacking.fit_stacker
+FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see ensemble.stacker.fit_stacker
 SELECT_ON = ("tune", "valid")  # the split that picks the best epoch and drives the scheduler; see data.splits
 PLATEAU_ON = ("loss", "auc")  # what ReduceLROnPlateau watches on that split
+# What runs saved before these options existed did: no tuning split, the valid split's AUC everywhere.
+# Read where a saved config lacks a field (resuming, evaluating an old run).
+LEGACY_RECIPE = {
+    "tune_fraction": 0.0,
+    "split_seed": 0,
+    "select_on": "valid",
+    "plateau_on": "auc",
+    "task_weights": "sum",
+    "view_epochs": "mean",
+}

@@ -11,6 +11,7 @@ trains or changes the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
+from . import PLANES
+from .data.exams import ExamInput
+from .data.series import resize_series
 from .data.transforms import preprocess
 from .device import to_device
 from .files import save_figure
+from .inference import TaskModels, exam_series, slice_attention
 from .models import PlaneModel, VolumeNet
 
 COLORMAP = "inferno"
@@ -180,3 +185,44 @@ def lesion_hit_rate(
         hits.append(bool(mask[index, row, col]))
         chance.append(float(mask[index].mean()))
     return float(np.mean(hits)), float(np.mean(chance))
+
+
+# ----------------------------------------------------------------------------- predict --cam
+
+
+@dataclass
+class CamOptions:
+    """Where heatmaps go, how many top slices per series, and whether to add a GIF."""
+
+    out_dir: Path
+    top_k: int = 3
+    gif: bool = False
+
+
+def write_cams(
+    cam: CamOptions,
+    exams: Sequence[ExamInput],
+    task_models: Sequence[TaskModels],
+    device: torch.device,
+    converted: dict[tuple[Path, str], np.ndarray] | None = None,
+) -> None:
+    """Heatmaps of the top slices per exam, task and plane into <cam>/<case>/; a GIF through all slices if asked.
+
+    Each series at the slice size its model was trained on, as it was scored (inference.fit_to_size,
+    which has already warned about a resize). Plane by plane, so one plane's series are in memory.
+    """
+    converted = converted or {}
+    for plane in PLANES:
+        raw = [exam_series(e, plane, converted) for e in exams]
+        for tm in task_models:
+            model, size = tm.models[plane], tm.image_sizes[plane]
+            for exam, series in zip(exams, raw, strict=True):
+                volume = series if series.shape[-1] == size else resize_series(series, size)
+                cams, scores = class_activation_maps(model, volume, device)
+                folder = cam.out_dir / exam.case
+                weights = slice_attention(model, volume, device)
+                prefix = f"{tm.task}-{plane}"
+                save_cam_overlays(volume, cams, scores, folder, prefix, top_k=cam.top_k, slice_weights=weights)
+                if cam.gif:
+                    save_cam_gif(volume, cams, scores, folder / f"{prefix}.gif")
+        del raw

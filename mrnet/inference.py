@@ -1,7 +1,8 @@
 """Scoring exams with trained plane models: one batched path for validation, stacking, evaluation and prediction.
 
 Everything that turns series into probabilities goes through predict_logits with the shared
-preprocessing, so a probability is the same whichever command computed it.
+preprocessing, so a probability is the same whichever command computed it. Only numbers come
+out: the heatmap files of predict --cam are written by cam.write_cams.
 """
 
 from __future__ import annotations
@@ -193,21 +194,11 @@ def merge_on_case(frames: list[pd.DataFrame]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- new exams
 
 
-@dataclass
-class CamOptions:
-    """Where heatmaps go, how many top slices per series, and whether to add a GIF."""
-
-    out_dir: Path
-    top_k: int = 3
-    gif: bool = False
-
-
 def predict_exams(
     exams: Sequence[ExamInput],
     task_models: Sequence[TaskModels],
     scoring: Scoring,
     converted: dict[tuple[Path, str], np.ndarray] | None = None,
-    cam: CamOptions | None = None,
     attention: dict[str, dict[str, dict[str, list[float]]]] | None = None,
 ) -> pd.DataFrame:
     """One row per exam: `case`, then each task's `{task}_{plane}` probabilities (the stackers come after).
@@ -233,8 +224,6 @@ def predict_exams(
                     weights = slice_attention(tm.models[plane], volume, scoring.device)
                     if weights is not None:
                         attention.setdefault(exam.case, {}).setdefault(tm.task, {})[plane] = weights.tolist()
-            if cam is not None:
-                write_cams(cam, exams, series, tm, plane, scoring.device)
         del raw
     return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
 
@@ -245,23 +234,3 @@ def exam_series(exam: ExamInput, plane: str, converted: dict[tuple[Path, str], n
     if (source, plane) in converted:
         return converted[(source, plane)]
     return read_series(source, plane)[0]
-
-
-def write_cams(
-    cam: CamOptions,
-    exams: Sequence[ExamInput],
-    series: Sequence[np.ndarray],
-    tm: TaskModels,
-    plane: str,
-    device: torch.device,
-) -> None:
-    """Heatmaps of the top slices per exam into <cam>/<case>/; a GIF through all slices if asked."""
-    from .cam import class_activation_maps, save_cam_gif, save_cam_overlays  # matplotlib only when asked
-
-    for exam, volume in zip(exams, series, strict=True):
-        cams, scores = class_activation_maps(tm.models[plane], volume, device)
-        folder = cam.out_dir / exam.case
-        weights = slice_attention(tm.models[plane], volume, device)
-        save_cam_overlays(volume, cams, scores, folder, f"{tm.task}-{plane}", top_k=cam.top_k, slice_weights=weights)
-        if cam.gif:
-            save_cam_gif(volume, cams, scores, folder / f"{tm.task}-{plane}.gif")

@@ -17,21 +17,23 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble_format import ensemble_probabilities, load_checked_ensemble
+from .ensemble.file import SavedEnsemble, load_checked_ensemble
+from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
-from .inference import CamOptions, TaskModels, exam_series, load_task_models, predict_exams
+from .inference import TaskModels, exam_series, load_task_models, predict_exams
 from .runinfo import environment, plain
-from .stacking import saved_thresholds
 
 ENSEMBLE = "ensemble"
 FIXED_OPERATING_POINT = 0.5
@@ -73,15 +75,15 @@ class Prediction:
     notes: list[str]
 
 
-def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, SavedEnsemble]) -> pd.DataFrame:
     """Each task's stacked probability from its planes' columns (merged by column name, never by position),
     then its operating threshold and the call `positive` (1 when the probability reaches it)."""
-    for task, bundle in ensembles.items():
-        planes = table[[f"{task}_{p}" for p in bundle["planes"]]]
-        planes.columns = list(bundle["planes"])
-        probs = ensemble_probabilities(bundle, planes)
+    for task, saved in ensembles.items():
+        planes = table[[f"{task}_{p}" for p in saved.planes]]
+        planes.columns = list(saved.planes)
+        probs = ensemble_probabilities(saved, planes)
         table[f"{task}_{ENSEMBLE}"] = probs
-        chosen = saved_thresholds(bundle).get(ENSEMBLE)
+        chosen = saved.thresholds.get(ENSEMBLE)
         threshold = chosen.threshold if chosen is not None else math.nan
         table[f"{task}_threshold"] = threshold
         table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if chosen else pd.NA
@@ -89,11 +91,11 @@ def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, dict[str, Any
     return table[ordered]
 
 
-def calibration_notes(ensembles: dict[str, dict[str, Any]]) -> list[str]:
+def calibration_notes(ensembles: dict[str, SavedEnsemble]) -> list[str]:
     """What each task's ensemble output means, from what its stacker was fitted on."""
     notes = []
-    for task, bundle in ensembles.items():
-        fit_on, chosen = bundle.get("fit_on", "train"), saved_thresholds(bundle).get(ENSEMBLE)
+    for task, saved in ensembles.items():
+        fit_on, chosen = saved.fit_on, saved.thresholds.get(ENSEMBLE)
         if fit_on == "train":
             notes.append(
                 f"{task}: the ensemble was fitted on training-set probabilities (--fit-on train); its output ranks "
@@ -225,9 +227,14 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
-    cam = CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif) if cfg.cam else None
     attention: dict[str, Any] = {}
-    table = predict_exams(exams, task_models, scoring, inputs.converted, cam, attention)
+    table = predict_exams(exams, task_models, scoring, inputs.converted, attention)
+    if cfg.cam:
+        from .cam import CamOptions, write_cams  # matplotlib only when asked
+
+        write_cams(
+            CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif), exams, task_models, scoring.device, inputs.converted
+        )
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(
         cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case, attention)
@@ -242,7 +249,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
 # ----------------------------------------------------------------------------- the exam viewer
 
 
-def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]], str]:
+def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dict[str, float]], str]:
     """The threshold each probability is called at on the viewer pages, and how it was chosen, said honestly.
 
     train_meta saves each model's threshold (Youden's J on the tuning split, or on valid)
@@ -250,12 +257,12 @@ def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, di
     called at the fixed cut-off 0.5.
     """
     thresholds, stored, fixed = {}, {}, []
-    for task, bundle in ensembles.items():
-        saved = {model: t.threshold for model, t in saved_thresholds(bundle).items()}
-        if ENSEMBLE not in saved and bundle.get("threshold") is not None:
-            saved[ENSEMBLE] = float(bundle["threshold"])
+    for task, ensemble in ensembles.items():
+        saved = {model: t.threshold for model, t in ensemble.thresholds.items()}
+        if ENSEMBLE not in saved and ensemble.threshold is not None:
+            saved[ENSEMBLE] = ensemble.threshold
         thresholds[task] = {m: float(saved.get(m, FIXED_OPERATING_POINT)) for m in (*PLANES, ENSEMBLE)}
-        chosen = {t.chosen_on for t in saved_thresholds(bundle).values()}
+        chosen = {t.chosen_on for t in ensemble.thresholds.values()}
         if saved:
             stored[task] = ", ".join(sorted(chosen)) if chosen else "stored"
         if len(saved) < len(PLANES) + 1:
@@ -275,43 +282,42 @@ def operating_points(ensembles: dict[str, dict[str, Any]]) -> tuple[dict[str, di
     return thresholds, " ".join(parts)
 
 
+def exam_planes(exam: ExamInput, converted: dict[tuple[Path, str], np.ndarray]) -> dict[str, np.ndarray]:
+    """An exam's three series, as scored (read when its viewer page is built)."""
+    return {plane: exam_series(exam, plane, converted) for plane in PLANES}
+
+
 def write_viewer(
     folder: Path,
     exams: Sequence[ExamInput],
     inputs: CheckedInputs,
     task_models: Sequence[TaskModels],
     table: pd.DataFrame,
-    ensembles: dict[str, dict[str, Any]],
+    ensembles: dict[str, SavedEnsemble],
     scoring: Scoring,
 ) -> list[Path]:
     """One viewer page per exam and index.html, exam by exam (one exam's images in memory at a time)."""
-    from .viewer.build import exam_images  # CAMs and PNG encoding: only when the viewer is asked for
-    from .viewer.index import IndexRow, write_index
-    from .viewer.page import ExamView, TaskOutcome, page_names, write_exam_page
+    from .viewer.build import PageExam, write_exam_pages  # CAMs and PNG encoding: only when the viewer is asked for
+    from .viewer.page import TaskOutcome
 
     thresholds, note = operating_points(ensembles)
     rows_by_case = table.set_index("case").to_dict("index")
-    pages, index_rows = [], []
-    names = page_names([exam.case for exam in exams])
+    shown = []
     for exam in exams:
         row = rows_by_case[exam.case]
-        series = {plane: exam_series(exam, plane, inputs.converted) for plane in PLANES}
         outcomes = [
             TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*PLANES, ENSEMBLE)}, thresholds[tm.task])
             for tm in task_models
         ]
-        view = ExamView(
-            case=exam.case,
-            planes=exam_images(series, task_models, scoring),
-            outcomes=outcomes,
-            operating_point=note,
-            sources={plane: str(source) for plane, source in exam.sources.items()},
-            notes=inputs.notes_by_case.get(exam.case, []),
+        shown.append(
+            PageExam(
+                case=exam.case,
+                read_series=partial(exam_planes, exam, inputs.converted),
+                outcomes=outcomes,
+                sources={plane: str(source) for plane, source in exam.sources.items()},
+                notes=inputs.notes_by_case.get(exam.case, []),
+            )
         )
-        pages.append(write_exam_page(view, folder, names[exam.case]))
-        values = {tm.task: float(row[f"{tm.task}_{ENSEMBLE}"]) for tm in task_models}
-        index_rows.append(IndexRow(exam.case, pages[-1].name, values))
-    tasks = [tm.task for tm in task_models]
-    title = "MRNet predictions"
-    index = write_index(folder / "index.html", index_rows, tasks, title, "Ensemble probability per task. " + note)
-    return [index, *pages]
+    index_note = "Ensemble probability per task. " + note
+    written = write_exam_pages(folder, shown, task_models, scoring, note, "MRNet predictions", index_note)
+    return [written.index, *written.pages.values()]

@@ -7,13 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mrnet.evaluation.calibration import (
-    brier_score,
-    calibration,
-    expected_calibration_error,
-    plot_reliability,
-    reliability_table,
-)
+from mrnet.evaluation.report import plot_reliability
+from mrnet.stats.calibration import brier_score, calibration, expected_calibration_error, reliability_table
 
 
 def test_brier_score_by_hand():

@@ -11,11 +11,11 @@ from helpers import run_script
 
 from mrnet import PLANES, TASKS
 from mrnet.cli import COMMANDS
-from mrnet.ensemble import MetaConfig, fit_ensembles
+from mrnet.ensemble.fit import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.evaluation.compare import CompareConfig, compare_runs, paired_bootstrap, paired_tables
-from mrnet.evaluation.metrics import bootstrap_indices
 from mrnet.evaluation.scores import TaskScores
+from mrnet.stats.auc import bootstrap_indices
 
 
 def scores(cases: list[str], labels: list[int], sagittal: list[float]) -> TaskScores:

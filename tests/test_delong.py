@@ -10,8 +10,8 @@ from scipy.stats import norm, rankdata
 from sklearn.metrics import roc_auc_score
 
 from mrnet.evaluation.compare import paired_bootstrap
-from mrnet.evaluation.delong import delong_covariance, delong_test, midranks
-from mrnet.evaluation.metrics import bootstrap_indices
+from mrnet.stats.auc import bootstrap_indices
+from mrnet.stats.delong import delong_covariance, delong_test, midranks
 
 
 def structural_components(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

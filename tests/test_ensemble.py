@@ -16,13 +16,13 @@ from sklearn.metrics import roc_auc_score
 from mrnet import PLANES
 from mrnet.data.splits import read_tune_cases
 from mrnet.device import Scoring
-from mrnet.ensemble import MetaConfig, fit_ensembles
-from mrnet.ensemble_format import ensemble_payload, ensemble_text, load_ensemble
+from mrnet.ensemble.file import Threshold, ensemble_text, load_ensemble, saved_ensemble
+from mrnet.ensemble.fit import MetaConfig, fit_ensembles
+from mrnet.ensemble.stacker import fit_stacker
 from mrnet.errors import MRNetError
 from mrnet.inference import merge_on_case, plane_probabilities
 from mrnet.layout import ENSEMBLE_PREDICTIONS
 from mrnet.layout import ensemble_file as ensemble_path
-from mrnet.stacking import fit_stacker
 from mrnet.training.trainer import train
 
 
@@ -46,11 +46,12 @@ def test_version_mismatch_warns(tmp_path):
     import sklearn
 
     path = tmp_path / "ensemble-acl.json"
-    payload = ensemble_payload(model, "acl", "train", dict.fromkeys(("axial", "coronal", "sagittal"), "0" * 64), "")
-    path.write_text(ensemble_text({**payload, "sklearn_version": sklearn.__version__}))
+    hashes = dict.fromkeys(("axial", "coronal", "sagittal"), "0" * 64)
+    payload = saved_ensemble(model, "acl", "train", hashes, "").payload()
+    path.write_text(ensemble_text(saved_ensemble(model, "acl", "train", hashes, sklearn.__version__)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert load_ensemble(path)["task"] == "acl"  # same version: silent
+        assert load_ensemble(path).task == "acl"  # same version: silent
     path.write_text(json.dumps({**payload, "sklearn_version": "0.24.0"}))
     with pytest.warns(UserWarning, match="saved with scikit-learn 0.24.0"):
         load_ensemble(path)
@@ -118,9 +119,9 @@ def test_tuning_split_probabilities_are_those_training_recorded(acl_models):
 def test_default_fit_is_on_the_tuning_split_with_thresholds_chosen_there(acl_models):
     data, out = acl_models
     fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], device="cpu"))
-    bundle = load_ensemble(ensemble_path(out, "acl"))
-    assert bundle["fit_on"] == "tune" and bundle["fit_split"] == "train"
-    assert bundle["fit_cases"] == read_tune_cases(out)
+    saved = load_ensemble(ensemble_path(out, "acl"))
+    assert saved.fit_on == "tune" and saved.fit_split == "train"
+    assert list(saved.fit_cases) == read_tune_cases(out)
     thresholds = pd.read_csv(out / "thresholds.csv")
     assert thresholds["model"].tolist() == [*PLANES, "ensemble"]
     assert set(thresholds["chosen_on"]) == {"tune"}
@@ -131,11 +132,13 @@ def test_default_fit_is_on_the_tuning_split_with_thresholds_chosen_there(acl_mod
 def test_paper_fit_uses_the_trained_on_exams_and_still_thresholds_on_tune(acl_models):
     data, out = acl_models
     table = fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["acl"], fit_on="train"))
-    bundle = load_ensemble(ensemble_path(out, "acl"))
+    saved = load_ensemble(ensemble_path(out, "acl"))
     tune = read_tune_cases(out)
-    assert bundle["fit_on"] == "train" and len(bundle["fit_cases"]) == 12 - len(tune)
-    assert not set(bundle["fit_cases"]) & set(tune)
-    assert bundle["thresholds"]["ensemble"] == {"threshold": ANY, "chosen_on": "tune", "scored": "held-out"}
+    assert saved.fit_on == "train" and len(saved.fit_cases) == 12 - len(tune)
+    assert not set(saved.fit_cases) & set(tune)
+    assert saved.thresholds["ensemble"] == Threshold(ANY, chosen_on="tune", scored="held-out")
+    on_disk = json.loads(ensemble_path(out, "acl").read_text())["thresholds"]["ensemble"]
+    assert on_disk == {"threshold": ANY, "chosen_on": "tune", "scored": "held-out"}
     assert table.loc[0, "ensemble_fit_on"] == "train"
 
 
@@ -176,4 +179,4 @@ def test_meta_valid_cv(acl_models):
     out_of_fold = pd.read_csv(out / ENSEMBLE_PREDICTIONS, dtype={"case": str})
     assert out_of_fold["case"].tolist() == [f"{i:04d}" for i in range(12, 20)]
     assert table.loc[0, "ensemble"] == pytest.approx(roc_auc_score(out_of_fold["label"], out_of_fold["ensemble"]))
-    assert load_ensemble(ensemble_path(out, "acl"))["fit_on"] == "valid-cv"
+    assert load_ensemble(ensemble_path(out, "acl")).fit_on == "valid-cv"

@@ -20,19 +20,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from mrnet import PLANES, TASKS
-from mrnet.ensemble import MetaConfig, fit_ensembles
+from mrnet.ensemble.fit import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
-from mrnet.evaluation.metrics import (
-    auc_rows,
-    bootstrap_auc,
-    bootstrap_indices,
-    competition_score,
-    cross_validated_operating_point,
-    operating_point,
-    youden_threshold,
-)
 from mrnet.evaluation.showcase import pick
+from mrnet.stats.auc import auc_rows, bootstrap_auc, bootstrap_indices, competition_score
+from mrnet.stats.thresholds import cross_validated_operating_point, operating_point, youden_threshold
 from mrnet.synthetic import make_dataset
 from mrnet.viewer import browser
 

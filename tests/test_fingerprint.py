@@ -9,7 +9,7 @@ from helpers import FAST
 from mrnet import PLANES, TASKS
 from mrnet.cli.train_all import main as train_all
 from mrnet.data.fingerprint import describe_changes, split_fingerprint
-from mrnet.ensemble import MetaConfig, fit_ensembles
+from mrnet.ensemble.fit import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.training.config import TrainConfig
 from mrnet.training.trainer import train

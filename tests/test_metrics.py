@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mrnet.errors import MRNetError
-from mrnet.evaluation.metrics import auc_or_nan
+from mrnet.stats.auc import auc_or_nan
 from mrnet.training.loss import positive_class_weight, weighted_bce
 
 

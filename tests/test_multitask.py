@@ -23,9 +23,9 @@ from mrnet.cli.train_plane import main as train_plane_main
 from mrnet.data.dataset import check_and_load
 from mrnet.data.splits import tune_split_for
 from mrnet.errors import MRNetError
-from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.inference import load_plane_model
 from mrnet.models import BACKBONES, ModelArgs, build_model, model_for_inference
+from mrnet.stats.auc import auc_or_nan
 from mrnet.training.distributed import Ranks
 from mrnet.training.loss import positive_class_weight as pos_weight
 from mrnet.training.loss import run_loss, task_scales, weighted_bce

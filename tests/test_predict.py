@@ -19,7 +19,7 @@ from mrnet.cli.predict import main
 from mrnet.data.dataset import series_path
 from mrnet.data.exams import plane_named_in
 from mrnet.data.series import resize_series
-from mrnet.ensemble_format import load_ensemble
+from mrnet.ensemble.file import load_ensemble
 from mrnet.errors import MRNetError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_three_files_give_csv_and_json(tiny, tmp_path, capsys):
     assert ((probs > 0) & (probs < 1)).all()
     assert np.allclose(probs, table[PROBABILITIES].to_numpy(), atol=1e-6)
     for task in TASKS:  # the call is the ensemble probability against the threshold train_meta chose on tune
-        threshold = load_ensemble(tiny.models_dir / f"ensemble-{task}.json")["thresholds"]["ensemble"]["threshold"]
+        threshold = load_ensemble(tiny.models_dir / f"ensemble-{task}.json").thresholds["ensemble"].threshold
         assert saved[f"{task}_threshold"].iloc[0] == pytest.approx(threshold)
         assert saved[f"{task}_positive"].iloc[0] == int(saved[f"{task}_ensemble"].iloc[0] >= threshold)
 

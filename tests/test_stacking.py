@@ -7,8 +7,9 @@ import pandas as pd
 from helpers import known_probabilities
 from sklearn.metrics import roc_auc_score
 
-from mrnet.evaluation.calibration import brier_score, expected_calibration_error
-from mrnet.stacking import fit_stacker, fitted_on_these_exams
+from mrnet.ensemble.file import SavedEnsemble
+from mrnet.ensemble.stacker import fit_stacker, fitted_on_these_exams
+from mrnet.stats.calibration import brier_score, expected_calibration_error
 
 
 def test_stacker_on_known_probabilities_weights_the_informative_plane():
@@ -45,17 +46,24 @@ def test_stacker_fitted_on_held_out_probabilities_is_calibrated():
     assert brier_score(labels, on_tune) < brier_score(labels, on_train)
 
 
+def saved(fit_on: str, **record) -> SavedEnsemble:
+    """A saved stacker with what it was fitted on; its numbers play no part here."""
+    hashes = dict.fromkeys(("axial", "coronal", "sagittal"), "0" * 64)
+    planes, coef = ("axial", "coronal", "sagittal"), (1.0, 1.0, 1.0)
+    return SavedEnsemble("acl", planes, "per-plane log-odds", fit_on, "1.0", (0, 1), coef, 0.0, hashes, **record)
+
+
 def test_a_saved_stacker_knows_which_exams_it_was_fitted_on(tmp_path):
     """Its figures on an exam are held-out, out-of-fold or in-sample, and evaluate labels them so."""
     data = str((tmp_path / "data").resolve())
     cases = ["0001", "0002", "0003"]
-    on_train = {"fit_on": "tune", "fit_split": "train", "fit_cases": cases[:2], "data_dir": data}
+    on_train = saved("tune", fit_split="train", fit_cases=tuple(cases[:2]), data_dir=data, folds=5, seed=0)
     assert fitted_on_these_exams(on_train, data, "valid", cases) == "held-out"
     assert fitted_on_these_exams(on_train, data, "train", cases) == "in-sample"
     assert fitted_on_these_exams(on_train, tmp_path / "other", "train", cases) == "held-out"
-    cross_validated = {"fit_on": "valid-cv", "fit_split": "valid", "fit_cases": cases, "data_dir": data}
+    cross_validated = saved("valid-cv", fit_split="valid", fit_cases=tuple(cases), data_dir=data, folds=5, seed=0)
     assert fitted_on_these_exams(cross_validated, data, "valid", cases) == "out-of-fold"
     assert fitted_on_these_exams(cross_validated, data, "valid", cases[:2]) == "in-sample"
-    older = {"fit_on": "valid-cv"}  # saved before stackers recorded their exams: judged by the split's name
+    older = saved("valid-cv")  # saved before stackers recorded their exams: judged by the split's name
     assert fitted_on_these_exams(older, data, "valid", cases) == "in-sample"
     assert fitted_on_these_exams(older, data, "test", cases) == "held-out"

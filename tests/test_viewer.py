@@ -16,6 +16,7 @@ from PIL import Image
 from mrnet import PLANES, TASKS
 from mrnet.cli.predict import main
 from mrnet.data.dataset import series_path
+from mrnet.ensemble.file import PROBABILITY, SavedEnsemble
 from mrnet.prediction import operating_points
 from mrnet.viewer import browser
 from mrnet.viewer.index import IndexRow, render_index
@@ -91,8 +92,16 @@ def test_index_is_valid_html_with_sortable_columns():
     assert 'data-acl="0.9"' in text and "<td>n/a</td>" in text and 'href="0001.html"' in text
 
 
+def older_ensemble(task: str, threshold: float | None = None) -> SavedEnsemble:
+    """A stacker saved before train_meta stored a threshold per model (at most the ensemble's own)."""
+    hashes = dict.fromkeys(PLANES, "0" * 64)
+    return SavedEnsemble(
+        task, PLANES, PROBABILITY, "train", "1.0", (0, 1), (1.0, 1.0, 1.0), 0.0, hashes, threshold=threshold
+    )
+
+
 def test_operating_point_is_labelled_honestly():
-    thresholds, note = operating_points({"acl": {"model": None}, "meniscus": {"model": None, "threshold": 0.3}})
+    thresholds, note = operating_points({"acl": older_ensemble("acl"), "meniscus": older_ensemble("meniscus", 0.3)})
     assert thresholds["acl"] == {"axial": 0.5, "coronal": 0.5, "sagittal": 0.5, "ensemble": 0.5}
     assert thresholds["meniscus"]["ensemble"] == 0.3
     assert "fixed cut-off" in note and "stored with the ensemble" in note

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     from ..data.dataset import check_and_load
     from ..data.splits import check_both_classes, prepare_tune_split
     from ..device import check_devices
-    from ..ensemble import MetaConfig, fit_ensembles
+    from ..ensemble.fit import MetaConfig, fit_ensembles
     from ..errors import MRNetError
     from ..training.config import validate_config
     from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices

@@ -34,7 +34,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
-    from ..ensemble import MetaConfig, fit_ensembles
+    from ..ensemble.fit import MetaConfig, fit_ensembles
 
     cfg = config_from_args(MetaConfig, args)
     table = fit_ensembles(cfg)

@@ -3,7 +3,7 @@
 Both runs score the same split of the same data, each model as its run reports it
 (evaluation.scores). Per task and model (each plane and the ensemble): AUC A, AUC B, the
 difference B - A with its 95 % interval and the two-sided p-value of DeLong's test for
-correlated ROC curves (evaluation.delong). A paired bootstrap (the same resampled exams for
+correlated ROC curves (stats.delong). A paired bootstrap (the same resampled exams for
 both runs) gives a second, assumption-light estimate of the same difference's spread; the
 two should agree within sampling error.
 """
@@ -23,8 +23,8 @@ from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
 from ..device import Scoring
 from ..errors import MRNetError, at_least, check_options, one_of
 from ..files import atomic_write
-from .delong import delong_test
-from .metrics import CI_LEVEL, DEFAULT_RESAMPLES, auc_rows, bootstrap_indices
+from ..stats.auc import CI_LEVEL, DEFAULT_RESAMPLES, auc_rows, bootstrap_indices
+from ..stats.delong import delong_test
 from .scores import TaskScores, run_scores
 
 MODELS = (*PLANES, "ensemble")

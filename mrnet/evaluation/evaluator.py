@@ -29,21 +29,15 @@ from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble_format import load_checked_ensemble
+from ..ensemble.file import load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
 from ..inference import fit_to_size, load_plane_model, slice_attention
 from ..runinfo import environment, plain
-from ..stacking import saved_thresholds
-from .calibration import calibration, plot_reliability
-from .metrics import (
-    DEFAULT_RESAMPLES,
-    bootstrap_auc,
-    bootstrap_indices,
-    cross_validated_operating_point,
-    operating_point,
-)
-from .report import ReportContent, plot_roc, save_csv, write_report
+from ..stats.auc import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices
+from ..stats.calibration import calibration
+from ..stats.thresholds import cross_validated_operating_point, operating_point
+from .report import ReportContent, plot_reliability, plot_roc, save_csv, write_report
 from .report_html import write_html_report
 from .scores import TaskScores, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
@@ -100,9 +94,9 @@ def model_operating_point(scores: TaskScores, model: str, split: str, seed: int)
     """The operating point at the model's saved threshold, or out-of-fold where that was chosen on this split."""
     table = scores.table
     labels, probs = table["label"].to_numpy(), table[model].to_numpy()
-    saved = saved_thresholds(scores.bundle).get(model)
+    saved = scores.saved.thresholds.get(model)
     if saved is None or (saved.chosen_on == split and scores.same_data):
-        folds = scores.bundle.get("folds", THRESHOLD_FOLDS)
+        folds = scores.saved.folds if scores.saved.folds is not None else THRESHOLD_FOLDS
         return cross_validated_operating_point(labels, probs, folds, seed), f"{split}, out-of-fold"
     return operating_point(labels, probs, saved.threshold), saved.chosen_on
 

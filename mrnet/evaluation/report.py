@@ -1,4 +1,4 @@
-"""The evaluation report: ROC figures, the metrics table in text and Markdown, and report.md.
+"""The evaluation report: ROC and reliability figures, the metrics table in text and Markdown, and report.md.
 
 Only presentation: every number arrives computed (see evaluation.py and evaluate.py).
 Figures use matplotlib's object API with the Agg canvas, so no display is needed and
@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from ..files import atomic_write, save_figure
+from ..stats.calibration import RELIABILITY_BINS, brier_score, reliability_table
 
 MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"}
 
@@ -48,6 +49,35 @@ def plot_roc(
     axes.set_ylim(0, 1.01)
     axes.set_aspect("equal")
     axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def plot_reliability(task: str, labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
+    """One figure per task: each model's fraction of positives against its mean probability, per bin."""
+    figure = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], color="0.75", linewidth=1, label="perfectly calibrated")
+    markers = {"axial": "v", "coronal": "s", "sagittal": "^", "ensemble": "o"}
+    for name, probs in scores.items():
+        table = reliability_table(labels, probs)
+        filled = table[table["n"] > 0]
+        width = 2.2 if name == "ensemble" else 1.0
+        axes.plot(
+            filled["mean_probability"],
+            filled["fraction_positive"],
+            marker=markers.get(name, "o"),
+            linewidth=width,
+            label=f"{name} (Brier {brier_score(labels, probs):.3f})",
+        )
+    axes.set_xlabel(f"mean predicted probability ({RELIABILITY_BINS} equal-width bins)")
+    axes.set_ylabel("fraction of positive exams")
+    axes.set_title(f"{task}: reliability, n = {len(labels)} ({int(np.sum(labels))} positive)")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_aspect("equal")
+    axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)
 

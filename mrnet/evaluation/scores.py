@@ -12,17 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from .. import PLANES, layout
+from .. import LEGACY_RECIPE, PLANES, layout
 from ..checkpoint import load_checkpoint
 from ..device import Scoring
-from ..ensemble_format import load_checked_ensemble
+from ..ensemble.file import SavedEnsemble, load_checked_ensemble
+from ..ensemble.stacker import scored_ensemble
 from ..inference import plane_probabilities
-from ..stacking import scored_ensemble
-from ..training.config import LEGACY_RECIPE
 
 
 @dataclass
@@ -31,14 +29,14 @@ class TaskScores:
 
     task: str
     table: pd.DataFrame  # case, label, axial, coronal, sagittal, ensemble
-    bundle: dict[str, Any]  # the saved stacker and what it was fitted on
+    saved: SavedEnsemble  # the saved stacker and what it was fitted on
     ensemble_scored: str  # "held-out", "out-of-fold" or "in-sample"
     selected_on: dict[str, str]  # plane -> the split that chose its best epoch
     same_data: bool  # whether the split is the one train_meta worked on (not another dataset's)
 
     @property
     def fit_on(self) -> str:
-        return self.bundle.get("fit_on", "train")
+        return self.saved.fit_on
 
     def plane_scored(self, plane: str, split: str) -> str:
         """held-out; in-sample on train; 'chose the epoch' on the split that picked the plane model's epoch."""
@@ -64,7 +62,7 @@ def run_scores(
     split: str,
     tasks: Sequence[str],
     scoring: Scoring,
-    ensembles: dict[str, dict[str, Any]] | None = None,
+    ensembles: dict[str, SavedEnsemble] | None = None,
 ) -> dict[str, TaskScores]:
     """task -> its planes' and ensemble's probabilities on `split` of `data_dir`.
 
@@ -73,14 +71,14 @@ def run_scores(
     tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring)
     scores = {}
     for task in tasks:
-        bundle = ensembles[task] if ensembles is not None else load_checked_ensemble(models_dir, task)
+        saved = ensembles[task] if ensembles is not None else load_checked_ensemble(models_dir, task)
         table = tables[(task, split)]
-        ensemble, relation = scored_ensemble(bundle, table, data_dir, split)
-        fitted_data = bundle.get("data_dir")
+        ensemble, relation = scored_ensemble(saved, table, data_dir, split)
+        fitted_data = saved.data_dir
         scores[task] = TaskScores(
             task=task,
             table=table.assign(ensemble=ensemble),
-            bundle=bundle,
+            saved=saved,
             ensemble_scored=relation,
             selected_on=selected_on(models_dir, task),
             same_data=fitted_data is None or fitted_data == str(Path(data_dir).resolve()),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import PLANES
@@ -19,9 +21,8 @@ from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
 from ..inference import load_task_models
-from ..viewer.build import exam_images
-from ..viewer.index import IndexRow, write_index
-from ..viewer.page import ExamView, TaskOutcome, page_name, write_exam_page
+from ..viewer.build import PageExam, write_exam_pages
+from ..viewer.page import TaskOutcome
 
 MODELS = (*PLANES, "ensemble")
 FALLBACK_THRESHOLD = 0.5
@@ -63,6 +64,10 @@ def pick(evaluated: pd.DataFrame, threshold: float, count: int) -> list[tuple[st
     ]
 
 
+def read_planes(sources: dict[str, Path]) -> dict[str, np.ndarray]:
+    return {plane: load_series(source) for plane, source in sources.items()}
+
+
 def write_showcase(
     data_dir: str,
     models_dir: str,
@@ -85,28 +90,27 @@ def write_showcase(
     folder = out / VIEWER_FOLDER
     reasons = {c: [f"{t} {kind}" for t, items in picked.items() for kind, case, _ in items if case == c] for c in cases}
     task_models = [load_task_models(Path(models_dir), task, scoring.device, None) for task in tasks]
-    index_rows = []
+    shown = []
     for case in cases:
         rows = {task: tables[(task, split)].set_index("case").loc[case] for task in tasks}
         outcomes = [
             TaskOutcome(t, {m: float(rows[t][m]) for m in MODELS}, thresholds[t], int(rows[t]["label"])) for t in tasks
         ]
         sources = {p: series_path(data_dir, split, p, case) for p in PLANES}
-        view = ExamView(
-            case=case,
-            planes=exam_images({p: load_series(s) for p, s in sources.items()}, task_models, scoring),
-            outcomes=outcomes,
-            operating_point=OPERATING_POINT,
-            sources={p: str(s) for p, s in sources.items()},
-            subtitle=f"{split} split; shown in the evaluation report as: {', '.join(reasons[case])}",
+        shown.append(
+            PageExam(
+                case=case,
+                read_series=partial(read_planes, sources),
+                outcomes=outcomes,
+                sources={p: str(s) for p, s in sources.items()},
+                subtitle=f"{split} split; shown in the evaluation report as: {', '.join(reasons[case])}",
+                reason="; ".join(reasons[case]),
+            )
         )
-        write_exam_page(view, folder, page_name(case))
-        values = {t: float(rows[t]["ensemble"]) for t in tasks}
-        labels = {t: int(rows[t]["label"]) for t in tasks}
-        index_rows.append(IndexRow(case, page_name(case), values, labels, "; ".join(reasons[case])))
     note = f"Exams of the {split} split shown in the evaluation report; ensemble probability per task."
-    write_index(folder / "index.html", index_rows, list(tasks), "MRNet evaluation: exams to look at first", note)
+    title = "MRNet evaluation: exams to look at first"
+    written = write_exam_pages(folder, shown, task_models, scoring, OPERATING_POINT, title, note)
     return {
-        task: [Shown(task, case, kind, p, folder / page_name(case)) for kind, case, p in items]
+        task: [Shown(task, case, kind, p, written.pages[case]) for kind, case, p in items]
         for task, items in picked.items()
     }

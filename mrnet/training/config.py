@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import AMP_MODES, PLANES, PLATEAU_ON, SELECT_ON, TASKS, layout
+from .. import AMP_MODES, LEGACY_RECIPE, PLANES, PLATEAU_ON, SELECT_ON, TASKS, layout
 from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
 
 ALL_TASKS = "all"  # --task all: one network per plane with a logit for each of TASKS
@@ -108,15 +108,6 @@ RECIPE_FIELDS = (
     "task_weights",
     "view_epochs",
 )
-# What runs saved before these options existed did: no tuning split, the valid split's AUC everywhere.
-LEGACY_RECIPE = {
-    "tune_fraction": 0.0,
-    "split_seed": 0,
-    "select_on": "valid",
-    "plateau_on": "auc",
-    "task_weights": "sum",
-    "view_epochs": "mean",
-}
 MAX_TUNE_FRACTION = 0.5
 # Fields that only say where or how to run: they follow the command line.
 RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")

@@ -20,9 +20,9 @@ from ..data.fingerprint import describe_changes, fingerprint_of
 from ..data.splits import TuneSplit
 from ..device import grad_scaler, resolve_amp
 from ..errors import CheckpointError, MRNetError
-from ..evaluation.metrics import has_both_classes
 from ..files import check_writable, remove_temporary_leftovers
 from ..models import ModelArgs, PlaneModel, build_model, memory_format
+from ..stats.auc import has_both_classes
 from . import distributed
 from .config import ALL_TASKS, TrainConfig
 from .loss import pos_weights

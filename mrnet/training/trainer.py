@@ -20,9 +20,9 @@ from ..data.dataset import SplitData
 from ..data.splits import check_against_file, check_both_classes, tune_split_for, write_tune_cases
 from ..device import describe, eval_max_slices
 from ..errors import DataError, MRNetError
-from ..evaluation.metrics import auc_or_nan
 from ..lock import RunLock
 from ..runinfo import save_run_info
+from ..stats.auc import auc_or_nan
 from . import distributed
 from .config import ALL_TASKS, TrainConfig, merge_resumed_config, validate_config
 from .engine import epoch_augment, shuffled_order, train_one_epoch, validate

@@ -2,7 +2,8 @@
 
 page.py renders one exam (three planes, slice sliders, CAM overlays, per-slice scores,
 probabilities), index.py the list of exams, build.py computes what a page shows from the
-models, images.py encodes the pictures, browser.py drives headless Chromium for checks and
-screenshots. The JavaScript and CSS live in static/ and are inlined into every page, so a
-page opens from the file system in any browser, without a server or a network.
+models and writes the pages with their index (write_exam_pages, used by predict --html and
+the evaluation report), images.py encodes the pictures, browser.py drives headless Chromium
+for checks and screenshots. The JavaScript and CSS live in static/ and are inlined into
+every page, so a page opens from the file system in any browser, without a server or a network.
 """

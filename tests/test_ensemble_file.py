@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shutil
 
 import joblib
@@ -16,17 +18,16 @@ from mrnet.cli.evaluate import main as evaluate
 from mrnet.cli.predict import main as predict
 from mrnet.cli.train_meta import main as train_meta
 from mrnet.data.dataset import series_path
-from mrnet.ensemble import fit_stacker
-from mrnet.ensemble_format import (
+from mrnet.ensemble.file import (
     LOG_ODDS,
     PROBABILITY,
-    ensemble_payload,
-    ensemble_probabilities,
+    Threshold,
     ensemble_text,
-    features,
     load_ensemble,
     load_ensemble_joblib,
+    saved_ensemble,
 )
+from mrnet.ensemble.stacker import ensemble_probabilities, features, fit_stacker
 from mrnet.errors import MRNetError
 from mrnet.layout import best_checkpoint, ensemble_file, ensemble_joblib
 
@@ -35,25 +36,46 @@ HASHES = dict.fromkeys(PLANES, "0" * 64)
 
 def fitted_payload(fit_on: str = "train") -> tuple[object, dict]:
     model, _ = fit_stacker(known_probabilities(80, 0), known_probabilities(40, 1), "train", 5, 0)
-    return model, ensemble_payload(model, "acl", fit_on, HASHES, "1.0")
+    return model, saved_ensemble(model, "acl", fit_on, HASHES, "1.0").payload()
 
 
 def test_json_probabilities_equal_scikit_learns(tmp_path):
-    model, payload = fitted_payload()
+    model, _ = fitted_payload()
     path = tmp_path / "ensemble-acl.json"
-    path.write_text(ensemble_text(payload))
+    path.write_text(ensemble_text(saved_ensemble(model, "acl", "train", HASHES, "1.0")))
     with pytest.warns(UserWarning, match="scikit-learn 1.0"):
-        bundle = load_ensemble(path, "acl")
+        saved = load_ensemble(path, "acl")
     table = known_probabilities(50, 3)
     expected = model.predict_proba(features(table))[:, 1]  # the stacker is fitted on the planes' log-odds
-    assert bundle["features"] == LOG_ODDS
-    assert np.allclose(ensemble_probabilities(bundle, table), expected, rtol=0, atol=1e-12)
+    assert saved.features == LOG_ODDS
+    assert np.allclose(ensemble_probabilities(saved, table), expected, rtol=0, atol=1e-12)
     shuffled = table[["sagittal", "axial", "coronal"]]  # columns are taken by name, never by position
-    assert np.allclose(ensemble_probabilities(bundle, shuffled), expected, rtol=0, atol=1e-12)
+    assert np.allclose(ensemble_probabilities(saved, shuffled), expected, rtol=0, atol=1e-12)
     # a stacker recorded as fitted on probabilities is applied to probabilities
-    on_probs = {**bundle, "features": PROBABILITY}
+    on_probs = dataclasses.replace(saved, features=PROBABILITY)
     raw = model.predict_proba(table[list(PLANES)].to_numpy())[:, 1]
     assert np.allclose(ensemble_probabilities(on_probs, table), raw, rtol=0, atol=1e-12)
+
+
+def test_saved_ensemble_round_trips_the_file_byte_for_byte(tmp_path):
+    model, _ = fitted_payload()
+    thresholds = {
+        "axial": Threshold(0.25, "tune", "held-out"),
+        "ensemble": Threshold(float("nan"), "tune", "out-of-fold"),  # one class in tune: Youden's J undefined
+    }
+    record = {"folds": 5, "seed": 0, "data_dir": "/data", "fit_split": "train", "fit_cases": ["0001", "0002"]}
+    text = ensemble_text(saved_ensemble(model, "acl", "tune", HASHES, "1.0", **record, thresholds=thresholds))
+    assert list(json.loads(text)) == [
+        *("format", "format_version", "task", "planes", "features", "fit_on", "sklearn_version", "classes"),
+        *("coef", "intercept", "checkpoints", "folds", "seed", "data_dir", "fit_split", "fit_cases", "thresholds"),
+    ]
+    path = tmp_path / "ensemble-acl.json"
+    path.write_text(text)
+    with pytest.warns(UserWarning, match="scikit-learn 1.0"):
+        saved = load_ensemble(path, "acl")
+    assert ensemble_text(saved) == text
+    assert saved.fit_cases == ("0001", "0002") and saved.thresholds["axial"] == thresholds["axial"]
+    assert math.isnan(saved.thresholds["ensemble"].threshold)
 
 
 @pytest.mark.parametrize(
@@ -68,6 +90,11 @@ def test_json_probabilities_equal_scikit_learns(tmp_path):
         ({"task": "meniscus"}, "task"),
         ({"checkpoints": {"axial": "x"}}, "sha256"),
         ({"fit_on": "everything"}, "fit_on"),
+        ({"thresholds": {"ensemble": {"threshold": 0.5}}}, "thresholds"),
+        ({"thresholds": {"ensemble": {"threshold": "0.5", "chosen_on": "tune", "scored": "held-out"}}}, "thresholds"),
+        ({"fit_cases": "0001"}, "fit_cases"),
+        ({"folds": 2.5}, "folds"),
+        ({"fit_split": "train"}, "folds and seed"),
     ],
 )
 def test_loader_is_strict(tmp_path, change, message):
@@ -159,7 +186,7 @@ def test_a_plane_changed_since_the_ensemble_was_fitted_is_refused(tiny, shared_f
 def test_train_meta_changes_nothing_when_one_task_fails(tiny, tmp_path, monkeypatch):
     from helpers import folder_snapshot
 
-    import mrnet.ensemble as ensemble
+    import mrnet.ensemble.fit as ensemble
 
     models = tmp_path / "models"
     shutil.copytree(tiny.models_dir, models)

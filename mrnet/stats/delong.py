@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from .metrics import CI_LEVEL
+from .auc import CI_LEVEL
 
 
 def midranks(values: np.ndarray) -> np.ndarray:

@@ -7,21 +7,17 @@ have the finding. Three measures, all over one split:
 - the expected calibration error (ECE): probabilities cut into equal-width bins, the
   exam-weighted mean gap between each bin's mean probability and its fraction of positives;
 - calibration in the large: the mean probability against the observed prevalence.
-The reliability diagram plots the bins: a calibrated model lies on the diagonal.
+The reliability diagram (evaluation.report.plot_reliability) plots the bins: a calibrated model lies on the
+diagonal.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
-from ..files import save_figure
 
 RELIABILITY_BINS = 10
 
@@ -84,32 +80,3 @@ def calibration(labels: np.ndarray, probs: np.ndarray) -> Calibration:
         mean_probability=float(probs.mean()),
         prevalence=float(labels.mean()),
     )
-
-
-def plot_reliability(task: str, labels: np.ndarray, scores: dict[str, np.ndarray], path: Path) -> Path:
-    """One figure per task: each model's fraction of positives against its mean probability, per bin."""
-    figure = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    axes.plot([0, 1], [0, 1], color="0.75", linewidth=1, label="perfectly calibrated")
-    markers = {"axial": "v", "coronal": "s", "sagittal": "^", "ensemble": "o"}
-    for name, probs in scores.items():
-        table = reliability_table(labels, probs)
-        filled = table[table["n"] > 0]
-        width = 2.2 if name == "ensemble" else 1.0
-        axes.plot(
-            filled["mean_probability"],
-            filled["fraction_positive"],
-            marker=markers.get(name, "o"),
-            linewidth=width,
-            label=f"{name} (Brier {brier_score(labels, probs):.3f})",
-        )
-    axes.set_xlabel(f"mean predicted probability ({RELIABILITY_BINS} equal-width bins)")
-    axes.set_ylabel("fraction of positive exams")
-    axes.set_title(f"{task}: reliability, n = {len(labels)} ({int(np.sum(labels))} positive)")
-    axes.set_xlim(0, 1)
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_aspect("equal")
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    return save_figure(figure, path)

@@ -1,4 +1,4 @@
-"""The stacked ensemble: per task, a logistic regression over the three planes' probabilities (as log-odds).
+"""Fitting the stacked ensembles (train_meta): per task, a logistic regression over the three planes' log-odds.
 
 Where the stacker learns (`--fit-on`):
 - `tune` (the default when the models folder has a tuning split): the CNNs' probabilities on
@@ -25,31 +25,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.linear_model import LogisticRegression
 
-from . import AMP_MODES, FIT_ON, PLANES, TASKS, layout
-from .checkpoint import load_checkpoint
-from .data.dataset import check_and_load
-from .data.fingerprint import describe_changes, fingerprint_of
-from .data.splits import read_tune_cases, tune_split_for
-from .device import Scoring
-from .ensemble_format import (
-    checkpoint_hashes,
-    ensemble_payload,
-    ensemble_text,
-    features,
-)
-from .errors import MRNetError, at_least, check_options, one_of, seed_rule
-from .evaluation.delong import delong_test
-from .evaluation.metrics import auc_or_nan, fold_count
-from .files import atomic_write_many, check_writable, json_text
-from .inference import plane_probabilities
-from .runinfo import environment, plain
-from .stacking import choose_thresholds, fit_stacker, out_of_fold
+from .. import AMP_MODES, FIT_ON, PLANES, TASKS, layout
+from ..checkpoint import load_checkpoint
+from ..data.dataset import check_and_load
+from ..data.fingerprint import describe_changes, fingerprint_of
+from ..data.splits import read_tune_cases, tune_split_for
+from ..device import Scoring
+from ..errors import MRNetError, at_least, check_options, one_of, seed_rule
+from ..files import atomic_write_many, check_writable, json_text
+from ..inference import plane_probabilities
+from ..runinfo import environment, plain
+from ..stats.auc import auc_or_nan
+from ..stats.delong import delong_test
+from ..stats.thresholds import fold_count
+from .file import checkpoint_hashes, ensemble_files, saved_ensemble
+from .stacker import choose_thresholds, features, fit_stacker, out_of_fold
 
 MODELS = (*PLANES, "ensemble")
 # auc_table.csv: AUCs on the valid split; how the ensemble was fitted and scored; the ensemble against its best plane.
@@ -92,30 +86,6 @@ def validate_meta_config(cfg: MetaConfig) -> None:
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
         ]
     )
-
-
-# ----------------------------------------------------------------------------- the stacker's files
-
-
-def ensemble_files(
-    models_dir: str | Path,
-    model: LogisticRegression,
-    task: str,
-    fit_on: str,
-    checkpoints: dict[str, str],
-    **record: Any,
-) -> dict[Path, Callable[[Path], None]]:
-    """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users).
-
-    `record`: what it was fitted on (folds, seed, data, cases) and the thresholds chosen for it.
-    """
-    payload = ensemble_payload(model, task, fit_on, checkpoints, sklearn.__version__, **record)
-    text = ensemble_text(payload)
-    bundle = {**{k: v for k, v in payload.items() if k not in ("coef", "intercept", "classes")}, "model": model}
-    return {
-        layout.ensemble_file(models_dir, task): lambda tmp: tmp.write_text(text),
-        layout.ensemble_joblib(models_dir, task): lambda tmp: joblib.dump(bundle, tmp),
-    }
 
 
 # ----------------------------------------------------------------------------- the command
@@ -165,7 +135,7 @@ def auc_row(task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, s
     labels = valid["label"].to_numpy()
     aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in PLANES}
     defined = [p for p in PLANES if not np.isnan(aucs[p])]
-    best = max(defined, key=aucs.get) if defined else PLANES[0]
+    best = max(defined, key=lambda p: aucs[p]) if defined else PLANES[0]
     versus = delong_test(labels, valid[best].to_numpy(), ensemble)
     return {
         "task": task,
@@ -195,10 +165,20 @@ def task_parts(
     return parts
 
 
+@dataclass
+class FittedTask:
+    """One task's fitted stacker: its files to write, its row of the AUC table, valid predictions and thresholds."""
+
+    writes: dict[Path, Callable[[Path], None]]
+    auc: dict[str, Any]
+    predictions: pd.DataFrame
+    thresholds: list[dict[str, Any]]
+
+
 def fit_task(
     cfg: MetaConfig, task: str, parts: dict[str, pd.DataFrame], fit_on: str, checkpoints: dict[str, str]
-) -> dict[str, Any]:
-    """Fit one task's stacker with its thresholds; its files to write, AUC row, predictions and thresholds."""
+) -> FittedTask:
+    """Fit one task's stacker with its thresholds."""
     valid = parts["valid"]
     fitted_on = parts.get(fit_on)
     model, valid_ensemble = fit_stacker(fitted_on, valid, fit_on, cfg.folds, cfg.seed)
@@ -213,25 +193,26 @@ def fit_task(
             scored["tune"] = "in-sample" if fit_on == "tune" else "held-out"
     thresholds = choose_thresholds(parts, ensemble, scored)
     fit_table = valid if fit_on == "valid-cv" else fitted_on
-    writes = ensemble_files(
-        cfg.models_dir,
+    assert fit_table is not None  # fit_stacker has fitted on it
+    saved = saved_ensemble(
         model,
         task,
         fit_on,
         checkpoints,
+        sklearn.__version__,
         folds=cfg.folds,
         seed=cfg.seed,
         data_dir=str(Path(cfg.data_dir).resolve()),
         fit_split="valid" if fit_on == "valid-cv" else "train",
         fit_cases=list(fit_table["case"]),
-        thresholds={name: asdict(t) for name, t in thresholds.items()},
+        thresholds=thresholds,
     )
-    return {
-        "writes": writes,
-        "auc": auc_row(task, valid, valid_ensemble, fit_on, scored["valid"]),
-        "predictions": valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *PLANES, "ensemble"]],
-        "thresholds": [{"task": task, "model": name, **asdict(t)} for name, t in thresholds.items()],
-    }
+    return FittedTask(
+        writes=ensemble_files(cfg.models_dir, saved, model),
+        auc=auc_row(task, valid, valid_ensemble, fit_on, scored["valid"]),
+        predictions=valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *PLANES, "ensemble"]],
+        thresholds=[{"task": task, "model": name, **asdict(t)} for name, t in thresholds.items()],
+    )
 
 
 def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -257,7 +238,7 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     # Score only what the fit needs: the tuning exams (not all of train) when stacking on them.
     splits = ("valid",) if fit_on == "valid-cv" else ("train", "valid")
     hashes = check_checkpoints(cfg, ready, splits)
-    cases = {"train": tune_cases} if fit_on == "tune" else None
+    cases = {"train": tune_cases} if fit_on == "tune" and tune_cases else None  # resolve_fit_on: tune has cases
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
     probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases)
     fitted, writes = [], {}
@@ -267,11 +248,11 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
         except MRNetError as err:
             raise MRNetError(f"{task}: {err}; no ensemble, table or config was changed") from None
         fitted.append(result)
-        writes.update(result["writes"])
+        writes.update(result.writes)
 
-    table = pd.DataFrame([f["auc"] for f in fitted], columns=TABLE_COLUMNS)
-    predictions = pd.concat([f["predictions"] for f in fitted], ignore_index=True)
-    thresholds = pd.DataFrame([row for f in fitted for row in f["thresholds"]])
+    table = pd.DataFrame([f.auc for f in fitted], columns=TABLE_COLUMNS)
+    predictions = pd.concat([f.predictions for f in fitted], ignore_index=True)
+    thresholds = pd.DataFrame([row for f in fitted for row in f.thresholds])
     out = Path(cfg.models_dir)
     config_text, environment_text = json_text({**plain(cfg), "fit_on": fit_on}), json_text(environment())
     writes[out / layout.AUC_TABLE] = lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f")

@@ -1,0 +1,311 @@
+"""The ensemble file: a stacker stored as plain numbers, so loading a shared models folder runs no code.
+
+`ensemble-<task>.json` holds what scikit-learn's binary LogisticRegression needs to predict
+(coefficients per plane, intercept, classes), the planes in column order, how it was fitted,
+the scikit-learn version, and the sha256 of each plane checkpoint it was fitted on. The
+commands load only this file, strictly (types, shapes, planes), into a `SavedEnsemble`. The
+pickled `ensemble-<task>.joblib` written beside it is for scikit-learn users and is never
+loaded unless asked for by name, because unpickling a file runs whatever code it holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import FIT_ON, PLANES, TASKS, layout
+from ..errors import MRNetError
+
+FORMAT = "mrnet-ensemble"
+FORMAT_VERSION = 1
+LOG_ODDS, PROBABILITY = "per-plane log-odds", "per-plane probability"  # the stacker's inputs, as the file names them
+FEATURES = (LOG_ODDS, PROBABILITY)
+THRESHOLD_FIELDS = ("threshold", "chosen_on", "scored")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A model's operating threshold (Youden's J) and the probabilities it was chosen on."""
+
+    threshold: float
+    chosen_on: str  # the split: "tune" or "valid"
+    scored: str  # how those probabilities relate to the model: "held-out", "out-of-fold" or "in-sample"
+
+
+@dataclass(frozen=True)
+class SavedEnsemble:
+    """One task's stacker as ensemble-<task>.json holds it, checked: what evaluate and predict read.
+
+    The fields after `checkpoints` record what it was fitted on; stackers saved by older
+    versions lack some of them (None, or no thresholds).
+    """
+
+    task: str
+    planes: tuple[str, ...]  # the order of `coef`
+    features: str  # LOG_ODDS, or PROBABILITY for stackers saved before the log-odds
+    fit_on: str  # one of FIT_ON
+    sklearn_version: str
+    classes: tuple[int, ...]
+    coef: tuple[float, ...]  # one weight per plane, in `planes` order
+    intercept: float
+    checkpoints: Mapping[str, str]  # plane -> sha256 of the best.pt it was fitted on
+    folds: int | None = None
+    seed: int | None = None
+    data_dir: str | None = None  # resolved --data-dir of the fit
+    fit_split: str | None = None  # the split whose exams it was fitted on
+    fit_cases: tuple[str, ...] | None = None
+    thresholds: Mapping[str, Threshold] = field(default_factory=dict)  # model -> its operating threshold
+    threshold: float | None = None  # the ensemble's only threshold, as the earliest versions saved it
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON form, keys in the order the file has always had."""
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "planes": list(self.planes),
+            "features": self.features,
+            "fit_on": self.fit_on,
+            "sklearn_version": self.sklearn_version,
+            "classes": list(self.classes),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "checkpoints": dict(self.checkpoints),
+        }
+        record = {"folds": self.folds, "seed": self.seed, "data_dir": self.data_dir, "fit_split": self.fit_split}
+        payload.update({key: value for key, value in record.items() if value is not None})
+        if self.fit_cases is not None:
+            payload["fit_cases"] = list(self.fit_cases)
+        if self.thresholds:
+            payload["thresholds"] = {model: asdict(t) for model, t in self.thresholds.items()}
+        if self.threshold is not None:
+            payload["threshold"] = self.threshold
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SavedEnsemble:
+        """A payload that passed `problems`; keys the file may lack become None."""
+        fit_cases = payload.get("fit_cases")
+        return cls(
+            task=payload["task"],
+            planes=tuple(payload["planes"]),
+            features=payload["features"],
+            fit_on=payload["fit_on"],
+            sklearn_version=payload["sklearn_version"],
+            classes=tuple(payload["classes"]),
+            coef=tuple(float(c) for c in payload["coef"]),
+            intercept=float(payload["intercept"]),
+            checkpoints=dict(payload["checkpoints"]),
+            folds=payload.get("folds"),
+            seed=payload.get("seed"),
+            data_dir=payload.get("data_dir"),
+            fit_split=payload.get("fit_split"),
+            fit_cases=None if fit_cases is None else tuple(fit_cases),
+            thresholds={model: Threshold(**values) for model, values in payload.get("thresholds", {}).items()},
+            threshold=None if payload.get("threshold") is None else float(payload["threshold"]),
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_hashes(models_dir: str | Path, task: str) -> dict[str, str]:
+    """sha256 of each plane's best.pt: what an ensemble was fitted on, compared again before it is used."""
+    return {plane: file_sha256(layout.best_checkpoint(models_dir, task, plane)) for plane in PLANES}
+
+
+def saved_ensemble(
+    model: Any,
+    task: str,
+    fit_on: str,
+    checkpoints: Mapping[str, str],
+    sklearn_version: str,
+    **record: Any,
+) -> SavedEnsemble:
+    """A fitted binary LogisticRegression over the planes' log-odds, as the file stores it.
+
+    `record`: what the stacker was fitted on (folds, seed, data_dir, fit_split, fit_cases) and
+    the operating thresholds chosen for it.
+    """
+    return SavedEnsemble(
+        task=task,
+        planes=tuple(PLANES),
+        features=LOG_ODDS,
+        fit_on=fit_on,
+        sklearn_version=sklearn_version,
+        classes=tuple(int(c) for c in model.classes_),
+        coef=tuple(float(c) for c in np.asarray(model.coef_, dtype=float).reshape(-1)),
+        intercept=float(np.asarray(model.intercept_, dtype=float).reshape(-1)[0]),
+        checkpoints=dict(checkpoints),
+        **{**record, "fit_cases": None if record.get("fit_cases") is None else tuple(record["fit_cases"])},
+    )
+
+
+def ensemble_text(saved: SavedEnsemble) -> str:
+    return json.dumps(saved.payload(), indent=2) + "\n"
+
+
+def ensemble_files(models_dir: str | Path, saved: SavedEnsemble, model: Any) -> dict[Path, Callable[[Path], None]]:
+    """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users)."""
+    import joblib
+
+    text = ensemble_text(saved)
+    payload = saved.payload()
+    bundle = {**{k: v for k, v in payload.items() if k not in ("coef", "intercept", "classes")}, "model": model}
+    return {
+        layout.ensemble_file(models_dir, saved.task): lambda tmp: tmp.write_text(text),
+        layout.ensemble_joblib(models_dir, saved.task): lambda tmp: joblib.dump(bundle, tmp),
+    }
+
+
+def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
+    """Read and check an ensemble JSON; warn when scikit-learn differs from the version that fitted it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MRNetError(f"ensemble {path} not found; run scripts/train_meta.py first")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise MRNetError(f"{path} is not a readable ensemble file ({type(err).__name__}: {err})") from None
+    found = problems(payload, task)
+    if found:
+        raise MRNetError(f"{path} is not a valid MRNet ensemble file: {'; '.join(found)}")
+    import sklearn
+
+    if payload["sklearn_version"] != sklearn.__version__:
+        warnings.warn(
+            f"{path} was saved with scikit-learn {payload['sklearn_version']} and is loaded with "
+            f"{sklearn.__version__}; its numbers are plain coefficients, so predictions are unchanged, "
+            "but refit with scripts/train_meta.py to be sure",
+            stacklevel=2,
+        )
+    return SavedEnsemble.from_payload(payload)
+
+
+def problems(payload: Any, task: str | None) -> list[str]:
+    """Everything wrong with a parsed ensemble file, each in a few words; empty when it is valid."""
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        return [f"no '{FORMAT}' marker"]
+    if payload.get("format_version") != FORMAT_VERSION:
+        return [f"format version {payload.get('format_version')!r}, this version reads {FORMAT_VERSION}"]
+    found = []
+    if payload.get("task") not in TASKS or (task is not None and payload.get("task") != task):
+        found.append(f"task {payload.get('task')!r}, expected {task or 'one of ' + ', '.join(TASKS)}")
+    planes = payload.get("planes")
+    if not isinstance(planes, list) or sorted(planes) != sorted(PLANES):
+        found.append(f"planes {planes!r}, expected each of {', '.join(PLANES)} once")
+    if payload.get("classes") != [0, 1]:
+        found.append(f"classes {payload.get('classes')!r}, expected [0, 1]")
+    coef = payload.get("coef")
+    if not (isinstance(coef, list) and len(coef) == len(PLANES) and all(_finite_number(c) for c in coef)):
+        found.append(f"coef {coef!r}, expected {len(PLANES)} finite numbers")
+    if not _finite_number(payload.get("intercept")):
+        found.append(f"intercept {payload.get('intercept')!r}, expected a finite number")
+    if payload.get("features") not in FEATURES:
+        found.append(f"features {payload.get('features')!r}, expected one of {', '.join(FEATURES)}")
+    thresholds = payload.get("thresholds", {})
+    if not (isinstance(thresholds, dict) and all(_is_threshold(t) for t in thresholds.values())):
+        found.append(f"thresholds: expected an object per model with {', '.join(THRESHOLD_FIELDS)}")
+    if payload.get("fit_on") not in FIT_ON:
+        found.append(f"fit_on {payload.get('fit_on')!r}, expected one of {', '.join(FIT_ON)}")
+    if not isinstance(payload.get("sklearn_version"), str):
+        found.append("no scikit-learn version")
+    hashes = payload.get("checkpoints")
+    if not (
+        isinstance(hashes, dict)
+        and sorted(hashes) == sorted(PLANES)
+        and all(isinstance(h, str) and len(h) == 64 for h in hashes.values())
+    ):
+        found.append("checkpoints: expected a sha256 per plane")
+    found += _record_problems(payload)
+    return found
+
+
+def _record_problems(payload: dict[str, Any]) -> list[str]:
+    """What the stacker was fitted on: optional (older files lack it), but of the right type when present."""
+    found = []
+    for key in ("folds", "seed"):
+        value = payload.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            found.append(f"{key} {value!r}, expected a whole number")
+    for key in ("data_dir", "fit_split"):
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            found.append(f"{key} {payload[key]!r}, expected a string")
+    if payload.get("fit_split") is not None and not all(isinstance(payload.get(k), int) for k in ("folds", "seed")):
+        found.append("fit_split without the folds and seed its out-of-fold figures are drawn with")
+    cases = payload.get("fit_cases")
+    if cases is not None and not (isinstance(cases, list) and all(isinstance(c, str) for c in cases)):
+        found.append("fit_cases: expected a list of case ids")
+    if payload.get("threshold") is not None and not _number(payload["threshold"]):
+        found.append(f"threshold {payload['threshold']!r}, expected a number")
+    return found
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite_number(value: Any) -> bool:
+    return _number(value) and math.isfinite(value)
+
+
+def _is_threshold(value: Any) -> bool:
+    """A saved threshold: a number (NaN where Youden's J was undefined) and two names."""
+    return (
+        isinstance(value, dict)
+        and sorted(value) == sorted(THRESHOLD_FIELDS)
+        and _number(value["threshold"])
+        and isinstance(value["chosen_on"], str)
+        and isinstance(value["scored"], str)
+    )
+
+
+def check_fitted_checkpoints(saved: SavedEnsemble, models_dir: str | Path, path: Path) -> None:
+    """Refuse an ensemble whose plane checkpoints changed since it was fitted (a plane retrained since)."""
+    changed = [
+        str(layout.best_checkpoint(models_dir, saved.task, plane))
+        for plane, digest in checkpoint_hashes(models_dir, saved.task).items()
+        if saved.checkpoints.get(plane) != digest
+    ]
+    if changed:
+        raise MRNetError(
+            f"{path} was fitted on other plane models than the ones now in {models_dir}: "
+            f"{', '.join(changed)} changed since (retrained?); refit the ensembles with scripts/train_meta.py"
+        )
+
+
+def load_checked_ensemble(models_dir: str | Path, task: str) -> SavedEnsemble:
+    """The task's ensemble, checked against the plane checkpoints it will be combined with."""
+    path = layout.ensemble_file(models_dir, task)
+    saved = load_ensemble(path, task)
+    check_fitted_checkpoints(saved, models_dir, path)
+    return saved
+
+
+def load_ensemble_joblib(path: str | Path) -> dict[str, Any]:
+    """The pickled scikit-learn stacker, for those who want the estimator object itself.
+
+    Unpickling runs code stored in the file: load only files you made or trust. No command
+    calls this; it exists so the joblib copy stays usable from Python.
+    """
+    import joblib
+
+    warnings.warn(
+        f"loading {path} with joblib runs code stored in the file; do this only for files you trust "
+        "(the commands read ensemble-<task>.json instead)",
+        stacklevel=2,
+    )
+    return joblib.load(path)

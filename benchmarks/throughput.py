@@ -44,7 +44,7 @@ from mrnet.errors import at_least, check_options, one_of
 from mrnet.evaluation.metrics import auc_or_nan
 from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
-from mrnet.training.config import BACKBONE_NAMES, POOL_NAMES
+from mrnet.names import BACKBONE_NAMES, POOL_NAMES
 from mrnet.training.engine import epoch_augment, train_one_epoch, validate
 from mrnet.training.loss import positive_class_weight
 

@@ -9,19 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import PLANES, TASKS
 from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
-
-# Config fields that are switches on the command line, and the switch that sets each.
-FLAG_OF = {
-    "pretrained": "--no-pretrained",
-    "augment": "--no-augment",
-    "channels_last": "--no-channels-last",
-    "overwrite": "--overwrite",
-    "resume": "--resume",
-}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -51,31 +43,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
     """The train-plane command line that reproduces `cfg` on one device, run as a module of this package."""
-    from ..training.config import TrainConfig
+    from ..options import command_line
 
-    argv = [
-        sys.executable,
-        "-m",
-        "mrnet.cli.train_plane",
-        "--task",
-        cfg.task,
-        "--plane",
-        cfg.plane,
-        "--device",
-        device,
-        "--data-dir",
-        cfg.data_dir,
-        "--models-dir",
-        cfg.models_dir,
-    ]
-    for name in sorted(explicit - {"task", "plane", "device", "data_dir", "models_dir", "resume", "overwrite"}):
-        value = getattr(cfg, name)
-        if name in FLAG_OF:
-            argv += [FLAG_OF[name]] if value != TrainConfig.__dataclass_fields__[name].default else []
-        else:
-            argv += [f"--{name.replace('_', '-')}", str(value)]
-    argv += ["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else [])
-    return argv
+    fixed = ["task", "plane", "device", "data_dir", "models_dir"]
+    argv = [sys.executable, "-m", "mrnet.cli.train_plane", *command_line(replace(cfg, device=device), fixed)]
+    argv += command_line(cfg, sorted(explicit - {*fixed, "resume", "overwrite"}))
+    return argv + (["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else []))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:

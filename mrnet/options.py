@@ -115,22 +115,26 @@ def help_of(f: Field) -> str | None:
     return text.format(default=default_of(f)) if text else text
 
 
-def rules(config: Any, name_of: Callable[[Field], str] | None = None) -> list[tuple[bool, str]]:
-    """Each option's own check (its choices, its range) on the values of `config`, for errors.check_options.
+def rules_of(f: Field, name: str, value: Any) -> list[tuple[bool, str]]:
+    """The field's own checks (its choices, its range) on `value`, the option named `name` in the messages."""
+    found = []
+    if f.metadata["choices"] is not None:
+        found.append(one_of(name, value, f.metadata["choices"]))
+    if f.metadata["check"] is not None:
+        found.append(f.metadata["check"](name, value))
+    return found
 
-    Problems name the option as `name_of` spells it (default: its command-line flag). None passes:
-    it means the default.
+
+def rules(config: Any) -> list[tuple[bool, str]]:
+    """Each option's own checks on the values of `config`, named by flag, for errors.check_options.
+
+    None passes: it means the default.
     """
-    name_of = name_of or (lambda f: flags_of(f)[0])
     found = []
     for f in options_of(type(config)):
         value = getattr(config, f.name)
-        if value is None:
-            continue
-        if f.metadata["choices"] is not None:
-            found.append(one_of(name_of(f), value, f.metadata["choices"]))
-        if f.metadata["check"] is not None:
-            found.append(f.metadata["check"](name_of(f), value))
+        if value is not None:
+            found += rules_of(f, flags_of(f)[0], value)
     return found
 
 

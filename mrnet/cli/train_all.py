@@ -13,18 +13,25 @@ from dataclasses import replace
 from typing import Any
 
 from .. import PLANES, TASKS
+from ..names import ALL_TASKS
 from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
+from .config_file import CONFIG_HELP, ConfigFileParser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, description="Train all per-plane models and the stacked ensembles."
+    from ..training.config import TrainConfig  # a dataclass module: no torch import
+
+    parser = ConfigFileParser(
+        description="Train all per-plane models and the stacked ensembles.",
+        config_class=TrainConfig,
+        adapt=sweep_keys,
+        config_help=f"{CONFIG_HELP}; a saved model's task and plane give way to --tasks and --planes",
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
     parser.add_argument(
         "--task",
         default=None,
-        choices=("all",),
+        choices=(ALL_TASKS,),
         help="all: one multi-task network per plane (3 networks instead of 9), written as single-task models",
     )
     parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique)
@@ -39,6 +46,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_training_args(parser)
     add_ensemble_args(parser)
     return parser
+
+
+def sweep_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's config.json names its one task and plane; the sweep's come from --tasks and --planes.
+
+    Its recipe is kept; task all (one network per plane) stays, as --task all.
+    """
+    values.pop("plane", None)
+    if values.get("task") != ALL_TASKS:
+        values.pop("task", None)
+    return values
 
 
 def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:

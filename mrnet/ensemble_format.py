@@ -23,6 +23,7 @@ from scipy.special import expit
 
 from . import FIT_ON, PLANES, TASKS, layout
 from .errors import MRNetError
+from .invocation import command
 
 FORMAT = "mrnet-ensemble"
 FORMAT_VERSION = 1
@@ -76,7 +77,7 @@ def load_ensemble(path: str | Path, task: str | None = None) -> dict[str, Any]:
     """Read and check an ensemble JSON; warn when scikit-learn differs from the version that fitted it."""
     path = Path(path)
     if not path.is_file():
-        raise MRNetError(f"ensemble {path} not found; run scripts/train_meta.py first")
+        raise MRNetError(f"ensemble {path} not found; run {command('train-meta')} first")
     try:
         bundle = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -90,7 +91,7 @@ def load_ensemble(path: str | Path, task: str | None = None) -> dict[str, Any]:
         warnings.warn(
             f"{path} was saved with scikit-learn {bundle['sklearn_version']} and is loaded with "
             f"{sklearn.__version__}; its numbers are plain coefficients, so predictions are unchanged, "
-            "but refit with scripts/train_meta.py to be sure",
+            f"but refit with {command('train-meta')} to be sure",
             stacklevel=2,
         )
     bundle["coef"] = np.asarray(bundle["coef"], dtype=np.float64)
@@ -177,7 +178,7 @@ def check_fitted_checkpoints(bundle: dict[str, Any], models_dir: str | Path, pat
     if changed:
         raise MRNetError(
             f"{path} was fitted on other plane models than the ones now in {models_dir}: "
-            f"{', '.join(changed)} changed since (retrained?); refit the ensembles with scripts/train_meta.py"
+            f"{', '.join(changed)} changed since (retrained?); refit the ensembles with {command('train-meta')}"
         )
 
 

@@ -53,7 +53,7 @@ def test_file_values_are_defaults_and_the_command_line_wins(tmp_path):
 def test_a_toml_file_is_read_too(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('task = "acl"\nplane = "sagittal"\nbackbone = "resnet18"\nexams_per_step = 4\n')
-    cfg, _ = config_of(["--config", str(path)])
+    cfg, _ = config_of([f"--config={path}"])
     assert (cfg.backbone, cfg.exams_per_step) == ("resnet18", 4)
 
 

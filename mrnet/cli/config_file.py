@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,16 @@ class ConfigFileParser(argparse.ArgumentParser):
         config_help: str = CONFIG_HELP,
         **kwargs: Any,
     ):
-        super().__init__(*args, allow_abbrev=False, **kwargs)  # --lr must not stand for --lr-factor
+        kwargs.setdefault("allow_abbrev", False)  # --lr must not stand for --lr-factor
+        super().__init__(*args, **kwargs)
         self.config_class = config_class
         self.adapt = adapt
         self.add_argument("--config", metavar="FILE", default=None, help=config_help)
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
-        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-        pre.add_argument("--config", default=None)
-        path = pre.parse_known_args(args)[0].config
+    def parse_known_args(  # type: ignore[override]  # the same call, without argparse's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        path = _config_path(sys.argv[1:] if args is None else list(args))
         if path is None:
             return super().parse_known_args(args, namespace)
         values = read_config_file(Path(path), self)
@@ -57,6 +59,18 @@ class ConfigFileParser(argparse.ArgumentParser):
         finally:
             for action, default, required in saved:
                 action.default, action.required = default, required
+
+
+def _config_path(args: list[str]) -> str | None:
+    """The --config value, read before parsing (a missing one is left for argparse to report)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(args):
+            return args[i + 1]
+    return None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -113,7 +127,7 @@ def _value_problem(action: argparse.Action, field: Any, value: Any) -> str | Non
     items = value if action.nargs in ("+", "*") else [value]
     if action.nargs in ("+", "*") and not (isinstance(value, list) and value):
         return "must be a list of values"
-    kind = action.type or (value_type(field) if field is not None else str)
+    kind: type = action.type if isinstance(action.type, type) else value_type(field) if field is not None else str
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (int, float) if kind is float else kind):
             return {int: "must be a whole number", float: "must be a number"}.get(kind, "must be text")

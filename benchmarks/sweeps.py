@@ -45,8 +45,8 @@ from mrnet.errors import MRNetError
 from mrnet.files import json_text, write_json
 from mrnet.models import ModelArgs
 from mrnet.models.build import new_model
+from mrnet.names import BACKBONE_NAMES, POOL_NAMES
 from mrnet.prediction import PredictConfig, run_predict
-from mrnet.training.config import BACKBONE_NAMES, POOL_NAMES
 
 # `make demo`'s training settings: from scratch, 8 epochs, no augmentation.
 DEMO_SETTINGS = "--no-pretrained --epochs 8 --lr 1e-4 --weight-decay 1e-4 --no-augment --patience 0 --seed 0"

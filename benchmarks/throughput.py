@@ -43,8 +43,8 @@ from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_
 from mrnet.errors import at_least, check_options, one_of
 from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
+from mrnet.names import BACKBONE_NAMES, POOL_NAMES
 from mrnet.stats.auc import auc_or_nan
-from mrnet.training.config import BACKBONE_NAMES, POOL_NAMES
 from mrnet.training.engine import epoch_augment, train_one_epoch, validate
 from mrnet.training.loss import positive_class_weight
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import PLANES
 from .errors import MRNetError
+from .invocation import command
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -119,6 +120,6 @@ def ready_tasks(models_dir: str | Path, tasks: Sequence[str]) -> tuple[list[str]
         raise MRNetError(
             f"no task has its three plane models and ensemble in {models_dir}:\n  "
             + "\n  ".join(skipped)
-            + "\ntrain them with scripts/train_all.py"
+            + f"\ntrain them with {command('train-all')}"
         )
     return ready, skipped

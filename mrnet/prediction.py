@@ -33,6 +33,7 @@ from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
 from .inference import TaskModels, exam_series, load_task_models, predict_exams
+from .invocation import command
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
@@ -277,7 +278,7 @@ def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dic
     if fixed:
         parts.append(
             f"{FIXED_OPERATING_POINT}, a fixed cut-off, for the models of {', '.join(fixed)} that carry no tuned "
-            "threshold (refit the ensembles with scripts/train_meta.py to store them)."
+            f"threshold (refit the ensembles with {command('train-meta')} to store them)."
         )
     return thresholds, " ".join(parts)
 

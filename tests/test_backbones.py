@@ -13,9 +13,9 @@ import torch
 from torchvision.models._api import WeightsEnum
 
 from mrnet.errors import MRNetError
-from mrnet.models import BACKBONES, ModelArgs, MRNet, VolumeNet, build_model, model_for_inference
+from mrnet.models import BACKBONES, BN_MODES, POOLS, ModelArgs, MRNet, VolumeNet, build_model, model_for_inference
 from mrnet.models.backbones import FoldedConv2d, FoldedConv3d
-from mrnet.training.config import BACKBONE_NAMES, VOLUME_BACKBONES
+from mrnet.names import BACKBONE_NAMES, BN_NAMES, POOL_NAMES, VOLUME_BACKBONES
 from mrnet.training.engine import train_one_epoch
 
 SMALL = ModelArgs(depth=4)  # 3-D backbone: 4 resampled slices keep it quick
@@ -25,9 +25,11 @@ def args_for(name: str, **changes) -> ModelArgs:
     return ModelArgs(**{**SMALL.__dict__, "backbone": name, **changes})
 
 
-def test_the_command_line_lists_every_backbone():
+def test_the_names_the_options_offer_are_the_model_registries_keys():
     assert tuple(BACKBONES) == BACKBONE_NAMES
     assert tuple(n for n, b in BACKBONES.items() if b.volumetric) == VOLUME_BACKBONES
+    assert tuple(POOLS) == POOL_NAMES
+    assert BN_MODES == BN_NAMES
 
 
 @pytest.mark.slow

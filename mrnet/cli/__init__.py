@@ -5,13 +5,7 @@ what the command computed, for tests and notebooks) and `run()` (the console ent
 Library imports happen inside `main`, so `--help` answers without loading torch.
 """
 
-# command name -> module, for `python -m mrnet <command>` and the console scripts.
-COMMANDS = {
-    "make-synthetic": "mrnet.cli.make_synthetic",
-    "train-plane": "mrnet.cli.train_plane",
-    "train-meta": "mrnet.cli.train_meta",
-    "train-all": "mrnet.cli.train_all",
-    "evaluate": "mrnet.cli.evaluate",
-    "predict": "mrnet.cli.predict",
-    "compare": "mrnet.cli.compare",
-}
+from ..invocation import COMMAND_NAMES
+
+# command name -> module, for `mrnet <command>`, `python -m mrnet <command>` and the console scripts.
+COMMANDS = {name: f"mrnet.cli.{name.replace('-', '_')}" for name in COMMAND_NAMES}

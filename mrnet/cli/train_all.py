@@ -9,30 +9,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import PLANES, TASKS
+from ..names import ALL_TASKS
 from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
-
-# Config fields that are switches on the command line, and the switch that sets each.
-FLAG_OF = {
-    "pretrained": "--no-pretrained",
-    "augment": "--no-augment",
-    "channels_last": "--no-channels-last",
-    "overwrite": "--overwrite",
-    "resume": "--resume",
-}
+from .config_file import CONFIG_HELP, ConfigFileParser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, description="Train all per-plane models and the stacked ensembles."
+    from ..training.config import TrainConfig  # a dataclass module: no torch import
+
+    parser = ConfigFileParser(
+        description="Train all per-plane models and the stacked ensembles.",
+        config_class=TrainConfig,
+        adapt=sweep_keys,
+        config_help=f"{CONFIG_HELP}; a saved model's task and plane give way to --tasks and --planes",
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
     parser.add_argument(
         "--task",
         default=None,
-        choices=("all",),
+        choices=(ALL_TASKS,),
         help="all: one multi-task network per plane (3 networks instead of 9), written as single-task models",
     )
     parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique)
@@ -49,33 +48,25 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sweep_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's config.json names its one task and plane; the sweep's come from --tasks and --planes.
+
+    Its recipe is kept; task all (one network per plane) stays, as --task all.
+    """
+    values.pop("plane", None)
+    if values.get("task") != ALL_TASKS:
+        values.pop("task", None)
+    return values
+
+
 def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
     """The train-plane command line that reproduces `cfg` on one device, run as a module of this package."""
-    from ..training.config import TrainConfig
+    from ..options import command_line
 
-    argv = [
-        sys.executable,
-        "-m",
-        "mrnet.cli.train_plane",
-        "--task",
-        cfg.task,
-        "--plane",
-        cfg.plane,
-        "--device",
-        device,
-        "--data-dir",
-        cfg.data_dir,
-        "--models-dir",
-        cfg.models_dir,
-    ]
-    for name in sorted(explicit - {"task", "plane", "device", "data_dir", "models_dir", "resume", "overwrite"}):
-        value = getattr(cfg, name)
-        if name in FLAG_OF:
-            argv += [FLAG_OF[name]] if value != TrainConfig.__dataclass_fields__[name].default else []
-        else:
-            argv += [f"--{name.replace('_', '-')}", str(value)]
-    argv += ["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else [])
-    return argv
+    fixed = ["task", "plane", "device", "data_dir", "models_dir"]
+    argv = [sys.executable, "-m", "mrnet.cli.train_plane", *command_line(replace(cfg, device=device), fixed)]
+    argv += command_line(cfg, sorted(explicit - {*fixed, "resume", "overwrite"}))
+    return argv + (["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else []))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:

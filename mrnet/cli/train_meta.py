@@ -5,16 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import AMP_MODES
-from .common import (
-    EVAL_SLICES_HELP,
-    add_ensemble_args,
-    add_models_dir,
-    add_tasks,
-    config_from_args,
-    print_auc_table,
-    run_cli,
-)
+from ..options import option_field
+from ..training.config import TrainConfig  # a dataclass module: no torch import
+from .common import add_ensemble_args, add_models_dir, add_option, add_tasks, config_from_args, print_auc_table, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -26,9 +19,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_tasks(parser)
     add_ensemble_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the stacker and its folds")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    parser.add_argument("--amp", default="auto", choices=AMP_MODES)
-    parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
+    for name in ("device", "amp", "eval_max_slices"):  # as train_all passes them on
+        f = option_field(TrainConfig, name)
+        add_option(parser, f, default=f.default)
     return parser
 
 

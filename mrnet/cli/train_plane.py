@@ -6,19 +6,16 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from .. import PLANES, TASKS
-from .common import add_training_args, run_cli, training_config_from_args
+from ..options import option_field
+from ..training.config import TrainConfig  # a dataclass module: no torch import
+from .common import add_option, add_training_args, run_cli, training_config_from_args
+from .config_file import ConfigFileParser
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(allow_abbrev=False, description="Train one per-plane MRNet model.")
-    parser.add_argument(
-        "--task",
-        required=True,
-        choices=(*TASKS, "all"),
-        help="the task; all: one network with a logit per task, written as three single-task models",
-    )
-    parser.add_argument("--plane", required=True, choices=PLANES)
+    parser = ConfigFileParser(description="Train one per-plane MRNet model.", config_class=TrainConfig)
+    for name in ("task", "plane"):
+        add_option(parser, option_field(TrainConfig, name), required=True)
     add_training_args(parser)
     return parser
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import FIT_ON, PLANES, TASKS, layout
 from ..errors import MRNetError
+from ..invocation import command
 
 FORMAT = "mrnet-ensemble"
 FORMAT_VERSION = 1
@@ -175,7 +176,7 @@ def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
     """Read and check an ensemble JSON; warn when scikit-learn differs from the version that fitted it."""
     path = Path(path)
     if not path.is_file():
-        raise MRNetError(f"ensemble {path} not found; run scripts/train_meta.py first")
+        raise MRNetError(f"ensemble {path} not found; run {command('train-meta')} first")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -189,7 +190,7 @@ def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
         warnings.warn(
             f"{path} was saved with scikit-learn {payload['sklearn_version']} and is loaded with "
             f"{sklearn.__version__}; its numbers are plain coefficients, so predictions are unchanged, "
-            "but refit with scripts/train_meta.py to be sure",
+            f"but refit with {command('train-meta')} to be sure",
             stacklevel=2,
         )
     return SavedEnsemble.from_payload(payload)
@@ -283,7 +284,7 @@ def check_fitted_checkpoints(saved: SavedEnsemble, models_dir: str | Path, path:
     if changed:
         raise MRNetError(
             f"{path} was fitted on other plane models than the ones now in {models_dir}: "
-            f"{', '.join(changed)} changed since (retrained?); refit the ensembles with scripts/train_meta.py"
+            f"{', '.join(changed)} changed since (retrained?); refit the ensembles with {command('train-meta')}"
         )
 
 

@@ -38,6 +38,7 @@ from ..device import Scoring
 from ..errors import MRNetError, at_least, check_options, one_of, seed_rule
 from ..files import atomic_write_many, check_writable, json_text
 from ..inference import plane_probabilities
+from ..invocation import command
 from ..runinfo import environment, plain
 from ..stats.auc import auc_or_nan
 from ..stats.delong import delong_test
@@ -228,7 +229,7 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
             + str(cfg.models_dir)
             + ":\n  "
             + "\n  ".join(lines)
-            + "\ntrain them with scripts/train_plane.py or scripts/train_all.py"
+            + f"\ntrain them with {command('train-plane')} or {command('train-all')}"
         )
     tune_cases = read_tune_cases(cfg.models_dir)
     fit_on = resolve_fit_on(cfg, tune_cases)
@@ -284,6 +285,6 @@ def check_checkpoints(cfg: MetaConfig, tasks: list[str], splits: tuple[str, ...]
         raise MRNetError(
             f"the models in {cfg.models_dir} do not match the data in {cfg.data_dir}:\n  "
             + "\n  ".join(problems)
-            + "\nretrain them (scripts/train_all.py --overwrite) or set --data-dir to the data they were trained on"
+            + f"\nretrain them ({command('train-all')} --overwrite) or set --data-dir to the data they were trained on"
         )
     return {task: checkpoint_hashes(cfg.models_dir, task) for task in tasks}

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..names import BN_NAMES
 from .backbones import backbone, fold_first_conv
 from .pooling import make_pool
 
-BN_MODES = ("train", "frozen")
+BN_MODES = BN_NAMES  # the BatchNorm modes a model takes
 
 
 @dataclass

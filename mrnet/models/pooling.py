@@ -7,14 +7,13 @@ same numbers as one exam at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import MRNetError
 
-POOLS = ("max", "mean", "attention")
 ATTENTION_HIDDEN = 128  # Ilse et al. use 128 hidden units for their MIL benchmarks
 
 
@@ -83,11 +82,15 @@ class GatedAttentionPool(SlicePool):
         return torch.stack(pooled)  # (k, C)
 
 
+# Keyed by mrnet.names.POOL_NAMES: each builds its pool for C features.
+POOLS: dict[str, Callable[[int], SlicePool]] = {
+    "max": lambda features: MaxPool(),
+    "mean": lambda features: MeanPool(),
+    "attention": GatedAttentionPool,
+}
+
+
 def make_pool(name: str, features: int) -> SlicePool:
-    if name == "max":
-        return MaxPool()
-    if name == "mean":
-        return MeanPool()
-    if name == "attention":
-        return GatedAttentionPool(features)
+    if name in POOLS:
+        return POOLS[name](features)
     raise MRNetError(f"unknown slice pool {name!r}; choose one of {', '.join(POOLS)}")

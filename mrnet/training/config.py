@@ -8,17 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import AMP_MODES, LEGACY_RECIPE, PLANES, PLATEAU_ON, SELECT_ON, TASKS, layout
-from ..errors import MRNetError, at_least, check_options, finite_above, one_of, seed_rule
+from ..errors import SEED_LIMIT, MRNetError, check_options
+from ..names import ALL_TASKS, BACKBONE_NAMES, BN_NAMES, POOL_NAMES, TASK_WEIGHTS, VIEW_EPOCHS, VOLUME_BACKBONES
+from ..options import LENGTH, RECIPE, RUN, at_least, between, finite_above, names_with_role, option, rules
 
-ALL_TASKS = "all"  # --task all: one network per plane with a logit for each of TASKS
-# The model options, as in mrnet.models (not imported here: this module must not import torch).
-BACKBONE_NAMES = ("alexnet", "resnet18", "resnet34", "efficientnet_b0", "mobilenet_v3_small", "r3d_18")
-VOLUME_BACKBONES = ("r3d_18",)
-POOL_NAMES = ("max", "mean", "attention")
-BN_NAMES = ("train", "frozen")
-# --task all: how the three tasks' losses add up, and which epoch each task's view keeps.
-TASK_WEIGHTS = ("balanced", "sum")
-VIEW_EPOCHS = ("task", "mean")
+MAX_TUNE_FRACTION = 0.5
+EVAL_SLICES_HELP = (
+    "slices per forward pass when scoring (default: 64 on the CPU, where it measured fastest; 512 on CUDA)"
+)
 
 
 def tasks_of(task: str) -> tuple[str, ...]:
@@ -28,39 +25,132 @@ def tasks_of(task: str) -> tuple[str, ...]:
 
 @dataclass
 class TrainConfig:
-    """Everything that defines one per-plane training run (saved as config.json and in checkpoints)."""
+    """Everything that defines one per-plane training run (saved as config.json and in checkpoints).
 
-    task: str = "acl"
-    plane: str = "sagittal"
-    data_dir: str = "data/MRNet-v1.0"
-    models_dir: str = "models"
-    epochs: int = 50
-    lr: float = 1e-5
-    weight_decay: float = 0.01
-    patience: int = 10  # early stopping: epochs without a better score on the selecting split (0 = off)
-    lr_patience: int = 5  # ReduceLROnPlateau, as in the baseline code
-    lr_factor: float = 0.3
-    seed: int = 0
-    tune_fraction: float = 0.1  # train exams held out as the tuning split (0: none, the paper's protocol)
-    split_seed: int = 0  # fixes which exams the tuning split holds
-    select_on: str = "tune"  # the split that picks the best epoch and drives the scheduler and early stopping
-    plateau_on: str = "loss"  # what the scheduler watches on that split: its loss, as the baseline code does
-    device: str = "auto"
-    backbone: str = "alexnet"  # the paper's; see mrnet.models.backbones
-    pool: str = "max"  # over slices: the paper's max, mean, or gated attention
-    depth: int = 32  # 3-D backbone: slices resampled to this depth
-    bn: str = "train"  # BatchNorm statistics while training: per exam ("train") or "frozen"
-    task_weights: str = "balanced"  # --task all: each task's loss scaled to the same total weight, or a plain "sum"
-    view_epochs: str = "task"  # --task all: each view at its own task's best epoch, or all at the best "mean"
-    pretrained: bool = True
-    weights: str | None = None
-    augment: bool = True
-    exams_per_step: int = 1
-    eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
-    amp: str = "auto"
-    channels_last: bool = True  # measured faster on the CPU (README, 'Speed'); --no-channels-last
-    resume: bool = False
-    overwrite: bool = False
+    Each field is also a command-line option of train_plane and train_all (see mrnet.options):
+    its help, choices, range and role are written here and nowhere else.
+    """
+
+    task: str = option(
+        "acl",
+        "the task; all: one network with a logit per task, written as three single-task models",
+        role=RECIPE,
+        choices=(*TASKS, ALL_TASKS),
+        per_model=True,
+    )
+    plane: str = option("sagittal", "the plane", role=RECIPE, choices=PLANES, per_model=True)
+    data_dir: str = option("data/MRNet-v1.0", "MRNet-v1.0 layout folder (default {default})", role=RUN)
+    models_dir: str = option(
+        "models",
+        "where models and logs go (default {default}; --output-dir is the same)",
+        role=RUN,
+        aliases=("--output-dir",),
+    )
+    epochs: int = option(50, "maximum epochs (default {default})", role=LENGTH, check=at_least(1))
+    lr: float = option(
+        1e-5, "Adam learning rate (default {default})", role=RECIPE, check=finite_above(0, strictly=True)
+    )
+    weight_decay: float = option(0.01, "Adam weight decay (default {default})", role=RECIPE, check=finite_above(0))
+    patience: int = option(
+        10,
+        "stop after this many epochs without a better AUC on the --select-on split; 0 = never (default {default})",
+        role=LENGTH,
+        check=at_least(0),
+    )
+    # ReduceLROnPlateau, as in the baseline code.
+    lr_patience: int = option(5, "ReduceLROnPlateau patience (default {default})", role=RECIPE, check=at_least(0))
+    # ReduceLROnPlateau multiplies the lr by the factor: 1 or more never lowers it, 0 stops training.
+    lr_factor: float = option(
+        0.3, "ReduceLROnPlateau factor (default {default})", role=RECIPE, check=between(0, 1, exclusive=True)
+    )
+    tune_fraction: float = option(
+        0.1,
+        "share of the train exams held out as the tuning split, stratified on label combination and never "
+        "trained on; 0 = none, the paper's protocol (default {default})",
+        role=RECIPE,
+        check=between(0, MAX_TUNE_FRACTION),
+    )
+    split_seed: int = option(
+        0, "fixes which exams the tuning split holds (default {default})", role=RECIPE, check=at_least(0)
+    )
+    select_on: str = option(
+        "tune",
+        "the split that picks the best epoch and drives the LR schedule and early stopping: tune keeps the "
+        "public valid split untouched until train_meta/evaluate; valid is the paper's protocol (default {default})",
+        role=RECIPE,
+        choices=SELECT_ON,
+    )
+    plateau_on: str = option(
+        "loss",
+        "what ReduceLROnPlateau watches on the --select-on split: loss (as the baseline code) or auc "
+        "(default {default})",
+        role=RECIPE,
+        choices=PLATEAU_ON,
+    )
+    seed: int = option(
+        0,
+        "fixes data order, augmentation and initialisation (default {default})",
+        role=RECIPE,
+        check=between(0, SEED_LIMIT),  # numpy's and scikit-learn's seeds are 32-bit
+    )
+    device: str = option("auto", "auto, cpu or cuda (default {default})", role=RUN)
+    backbone: str = option(
+        "alexnet",
+        "per-slice network (r3d_18: one 3-D network over the volume) (default {default}, the paper's)",
+        role=RECIPE,
+        choices=BACKBONE_NAMES,
+    )
+    pool: str = option(
+        "max",
+        "pooling over slices; attention: gated attention (Ilse et al. 2018) (default {default}, the paper's)",
+        role=RECIPE,
+        choices=POOL_NAMES,
+    )
+    depth: int = option(
+        32, "r3d_18: slices resampled to this depth (default {default})", role=RECIPE, check=at_least(1)
+    )
+    bn: str = option(
+        "train",
+        "BatchNorm backbones while training: train (statistics of each step's slices) or frozen "
+        "(running statistics kept) (default {default})",
+        role=RECIPE,
+        choices=BN_NAMES,
+    )
+    task_weights: str = option(
+        "balanced",
+        "--task all: balanced scales each task's pos-weighted BCE to the same total weight before the sum; "
+        "sum adds them as they are (default {default})",
+        role=RECIPE,
+        choices=TASK_WEIGHTS,
+    )
+    view_epochs: str = option(
+        "task",
+        "--task all: task keeps each task's model at the epoch with that task's best AUC, as a single-task "
+        "run would; mean keeps all three at the epoch with the best mean AUC (default {default})",
+        role=RECIPE,
+        choices=VIEW_EPOCHS,
+    )
+    pretrained: bool = option(
+        True, "train the backbone from scratch instead of ImageNet (Kinetics for r3d_18) weights", role=RECIPE
+    )
+    weights: str | None = option(None, "a local torchvision weights file of the backbone (no download)", role=RECIPE)
+    augment: bool = option(True, "switch off rotation/shift/flip augmentation", role=RECIPE)
+    exams_per_step: int = option(
+        1, "exams per optimiser step (default {default}, the paper's recipe)", role=RECIPE, check=at_least(1)
+    )
+    # None: the device's default (64 on the CPU, 512 on CUDA).
+    eval_max_slices: int | None = option(None, EVAL_SLICES_HELP, role=RUN, check=at_least(1))
+    amp: str = option(
+        "auto",
+        "autocast: auto (bf16 on CUDA and on CPUs with native bf16, else off), off, bf16, "
+        "fp16 (CUDA only, with loss scaling) (default {default})",
+        role=RUN,
+        choices=AMP_MODES,
+    )
+    # Measured faster on the CPU (README, 'Speed').
+    channels_last: bool = option(True, "keep the default NCHW memory format instead of channels_last", role=RUN)
+    resume: bool = option(False, "continue the run in the output folder from its last completed epoch", role=RUN)
+    overwrite: bool = option(False, "replace an earlier run in the output folder", role=RUN)
 
     @property
     def name(self) -> str:
@@ -85,67 +175,20 @@ class TrainConfig:
 
 
 # Fields that change what is learned: a resumed run must keep them as they were.
-RECIPE_FIELDS = (
-    "task",
-    "plane",
-    "lr",
-    "weight_decay",
-    "lr_patience",
-    "lr_factor",
-    "seed",
-    "backbone",
-    "pool",
-    "depth",
-    "bn",
-    "pretrained",
-    "weights",
-    "augment",
-    "exams_per_step",
-    "tune_fraction",
-    "split_seed",
-    "select_on",
-    "plateau_on",
-    "task_weights",
-    "view_epochs",
-)
-MAX_TUNE_FRACTION = 0.5
+RECIPE_FIELDS = names_with_role(TrainConfig, RECIPE)
 # Fields that only say where or how to run: they follow the command line.
-RUN_FIELDS = ("data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite")
+RUN_FIELDS = names_with_role(TrainConfig, RUN)
 
 
 def validate_config(cfg: TrainConfig) -> None:
+    """Every option's choices and range (from its field), then the rules that tie options together."""
     check_options(
         [
-            one_of("--task", cfg.task, (*TASKS, ALL_TASKS)),
-            one_of("--backbone", cfg.backbone, BACKBONE_NAMES),
-            one_of("--pool", cfg.pool, POOL_NAMES),
-            one_of("--bn", cfg.bn, BN_NAMES),
-            one_of("--task-weights", cfg.task_weights, TASK_WEIGHTS),
-            one_of("--view-epochs", cfg.view_epochs, VIEW_EPOCHS),
-            at_least("--depth", cfg.depth, 1),
+            *rules(cfg),
             (
                 cfg.backbone not in VOLUME_BACKBONES or cfg.pool == "max",
                 f"--pool {cfg.pool}: the 3-D backbone {cfg.backbone} pools its volume itself; leave --pool at max",
             ),
-            one_of("--plane", cfg.plane, PLANES),
-            at_least("--epochs", cfg.epochs, 1),
-            finite_above("--lr", cfg.lr, 0, strictly=True),
-            finite_above("--weight-decay", cfg.weight_decay, 0),
-            at_least("--patience", cfg.patience, 0),
-            at_least("--lr-patience", cfg.lr_patience, 0),
-            # ReduceLROnPlateau multiplies the lr by the factor: 1 or more never lowers it, 0 stops training.
-            (0 < cfg.lr_factor < 1, f"--lr-factor {cfg.lr_factor}: must be between 0 and 1 (exclusive)"),
-            seed_rule(cfg.seed),
-            at_least("--exams-per-step", cfg.exams_per_step, 1),
-            at_least("--eval-max-slices", cfg.eval_max_slices, 1),
-            one_of("--amp", cfg.amp, AMP_MODES),
-            (
-                0 <= cfg.tune_fraction <= MAX_TUNE_FRACTION,
-                f"--tune-fraction {cfg.tune_fraction}: must be between 0 and {MAX_TUNE_FRACTION}",
-            ),
-            at_least("--split-seed", cfg.split_seed, 0),
-            one_of("--select-on", cfg.select_on, SELECT_ON),
-            one_of("--plateau-on", cfg.plateau_on, PLATEAU_ON),
             (
                 not (cfg.select_on == "tune" and cfg.tune_fraction == 0),
                 "--select-on tune needs a tuning split: set --tune-fraction above 0, or select on valid "
@@ -173,7 +216,7 @@ def merge_resumed_config(cfg: TrainConfig, saved: dict[str, Any], explicit: set[
             + ", ".join(conflicts)
             + "; drop them or start a new run with --overwrite"
         )
-    for name in ("epochs", "patience"):
+    for name in names_with_role(TrainConfig, LENGTH):
         if name not in explicit and name in saved:
             setattr(merged, name, saved[name])
     return merged

@@ -51,13 +51,12 @@ def test_predict_and_evaluate_agree_on_resized_exams(tiny, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_an_all_black_exam_is_scored_with_a_note(tiny, tmp_path, capsys):
+def test_an_all_black_exam_is_refused_not_scored(tiny, tmp_path):
     for plane in PLANES:
         np.save(tmp_path / f"{plane}.npy", np.zeros((3, 64, 64), dtype=np.uint8))
-    predict(["--models-dir", str(tiny.models_dir), "--exam-dir", str(tmp_path), "--out", str(tmp_path / "p")])
-    printed = capsys.readouterr().out
-    assert "axial.npy" in printed and "has one grey value (0) in every pixel" in printed
-    assert (tmp_path / "p" / "predictions.csv").read_text().count("\n") == 2
+    with pytest.raises(MRNetError, match=r"axial.npy \(.*, axial\): every pixel has one grey value \(0\)"):
+        predict(["--models-dir", str(tiny.models_dir), "--exam-dir", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert not (tmp_path / "p" / "predictions.csv").exists()
 
 
 def test_a_checkpoint_with_the_marker_but_other_weights_is_named(tiny, tmp_path):

@@ -201,13 +201,41 @@ def check_against_file(models_dir: str | Path, split: TuneSplit) -> bool:
     if recorded != list(split.cases):
         path = layout.tune_cases_file(models_dir)
         differ = len(set(recorded) ^ set(split.cases))
+        changed = changed_labels(path, split)
+        cause = (
+            f"the train labels changed since it was drawn ({changed}), and the draw is stratified on them. "
+            "Every model of an ensemble must keep the same exams out of training: restore the label files, "
+            "or train the whole ensemble again in another --models-dir"
+            if changed
+            else "Every model of an ensemble must keep the same exams out of training: use the --tune-fraction "
+            "and --split-seed the folder was trained with, or another --models-dir"
+        )
         raise MRNetError(
             f"{path} holds a tuning split of {len(recorded)} exams, but --tune-fraction {split.fraction} "
-            f"--split-seed {split.seed} draws {len(split.cases)} here ({differ} exams differ). Every model of an "
-            "ensemble must keep the same exams out of training: use the options the folder was trained with, "
-            "or another --models-dir"
+            f"--split-seed {split.seed} draws {len(split.cases)} here ({differ} exams differ): {cause}"
         )
     return False
+
+
+def changed_labels(path: Path, split: TuneSplit) -> str:
+    """Which recorded tuning exams now have other train labels, as 'case task old->new'; empty if none."""
+    try:
+        table = pd.read_csv(path, dtype={"case": str})
+    except (OSError, ValueError):
+        return ""
+    changes = []
+    for row in table.itertuples(index=False):
+        case = str(row.case).zfill(4)
+        now = split.combinations.get(case)
+        if now is None:
+            changes.append(f"{case} no longer in train")
+            continue
+        for task, value in zip(TASKS, now, strict=True):
+            before = getattr(row, task, None)
+            if before is not None and int(before) != value:
+                changes.append(f"{case} {task} {int(before)}->{value}")
+    shown = ", ".join(changes[:5])
+    return shown + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
 
 
 def write_tune_cases(models_dir: str | Path, split: TuneSplit) -> Path:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import MRNetError
 
@@ -90,7 +93,21 @@ def write_failure(err: BaseException) -> str | None:
 
 
 def json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    """Strict JSON (no bare NaN, which other readers reject): an undefined number is written as null."""
+    return json.dumps(finite_or_null(data), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+
+
+def finite_or_null(data: Any) -> Any:
+    """The same data with every NaN or infinite float (numpy's included) replaced by None."""
+    if isinstance(data, dict):
+        return {key: finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_null(value) for value in data]
+    if isinstance(data, float | np.floating):
+        return float(data) if math.isfinite(data) else None
+    if isinstance(data, np.ndarray):
+        return finite_or_null(data.tolist())
+    return data
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from . import PLANES, layout
 from .checkpoint import load_checkpoint
 from .data.dataset import check_and_load
 from .data.exams import ExamInput, read_series
-from .data.series import resize_series
+from .data.series import MAX_SIZE, MIN_SIZE, resize_series
 from .data.transforms import preprocess
 from .device import Scoring, autocast, describe, to_device
 from .errors import CheckpointError, MRNetError
@@ -82,6 +83,18 @@ def slice_attention(model: PlaneModel, series: np.ndarray, device: torch.device)
     return model.slice_weights(preprocess(to_device(series, device))).double().cpu().numpy()
 
 
+def require_finite(logits: np.ndarray, model: str, cases: Sequence[str]) -> None:
+    """Stop where a model gave NaN or infinity: such a score would read as a confident negative call."""
+    bad = ~np.isfinite(logits).reshape(len(logits), -1).all(axis=1)
+    if bad.any():
+        first = cases[int(np.flatnonzero(bad)[0])]
+        raise MRNetError(
+            f"the {model} model gave NaN or infinite logits for {int(bad.sum())} of {len(logits)} exam(s) "
+            f"(first: {first}); nothing is reported. Its weights or the input are broken (under --amp fp16 an "
+            "overflow does this: try --amp off)"
+        )
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
@@ -109,11 +122,19 @@ def load_plane_model(
     """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
     path = layout.best_checkpoint(models_dir, task, plane)
     ckpt = load_checkpoint(path, task, plane)
-    size = int(image_size or ckpt.get("image_size") or DEFAULT_IMAGE_SIZE)
     try:
+        saved = ckpt.get("image_size")
+        size = image_size or checked_image_size(DEFAULT_IMAGE_SIZE if saved is None else saved)
         return model_for_inference(ckpt.get("model"), device, ckpt.get("model_args")), size
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+
+
+def checked_image_size(saved: Any) -> int:
+    """The slice size a checkpoint records, refused unless a whole number in the range series may have."""
+    if type(saved) is not int or not MIN_SIZE <= saved <= MAX_SIZE:
+        raise CheckpointError(f"image_size {saved!r} is not a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}")
+    return saved
 
 
 def load_task_models(models_dir: Path, task: str, device: torch.device, image_size: int | None) -> TaskModels:
@@ -177,6 +198,7 @@ def plane_probabilities(
                 series = [fit_to_size(s, size, Path(split, plane), warned) for s in raw]
                 labels = split_data.labels_for(task)[[position[c] for c in chosen]]
                 logits = predict_logits(model, series, *scoring.args(), progress=f"{task}-{plane} {split}")
+                require_finite(logits, f"{task}-{plane}", chosen)
                 columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, plane: sigmoid(logits)}))
         del data, models
     return {key: merge_on_case(frames) for key, frames in columns.items()}
@@ -218,6 +240,7 @@ def predict_exams(
             size = tm.image_sizes[plane]
             series = [fit_to_size(s, size, e.sources[plane], warned) for s, e in zip(raw, exams, strict=True)]
             logits = predict_logits(tm.models[plane], series, *scoring.args())
+            require_finite(logits, f"{tm.task}-{plane}", [e.case for e in exams])
             table[f"{tm.task}_{plane}"] = sigmoid(logits)
             if attention is not None:
                 for exam, volume in zip(exams, series, strict=True):

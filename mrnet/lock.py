@@ -49,8 +49,15 @@ class RunLock:
             raise MRNetError(
                 f"output folder {self.folder} is not writable ({err.strerror or err}); set --models-dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:  # a full disk or a quota: give the lock up and leave nothing behind
+            self._fd = fd
+            self.release()
+            raise MRNetError(
+                f"cannot take the lock {self.path} ({err.strerror or err}); free some space and try again"
+            ) from None
         self._fd = fd
         return self
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
-from .data.exams import CheckedInputs, ExamInput, check_inputs, constant_series_notes, exams_from_inputs
+from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble.file import SavedEnsemble, load_checked_ensemble
 from .ensemble.stacker import ensemble_probabilities
@@ -220,11 +220,8 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         check_writable(Path(cfg.html), "--html")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     inputs = check_inputs(exams, dicom_options(cfg))
-    blank = constant_series_notes(exams, inputs.converted)
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
-    for note in blank:
-        log(f"warning: {note}")
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
@@ -244,7 +241,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         started = time.perf_counter()
         written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
-    return Prediction(table, tasks, written, skipped, blank + calibration_notes(ensembles) + notes)
+    return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes)
 
 
 # ----------------------------------------------------------------------------- the exam viewer

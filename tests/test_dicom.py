@@ -212,3 +212,70 @@ def test_swapped_dicom_folders_are_refused_naming_the_orientation(tiny, tmp_path
     assert f"{exam / 'coronal'} (knee, coronal): the series' orientation is axial" in err
     assert "--ignore-orientation" in err
     assert not (tmp_path / "o").exists()
+
+
+def _edit_headers(folder: Path, **values: object) -> None:
+    """Rewrite every file of a series with some header attributes changed (None deletes one)."""
+    for path in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(path)
+        for name, value in values.items():
+            if value is None:
+                if name in ds:
+                    delattr(ds, name)
+            else:
+                setattr(ds, name, value)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_series_without_orientation_is_refused_for_a_plane_unless_overridden(volume, tmp_path):
+    write_series(volume, tmp_path / "exam", "sagittal")
+    _edit_headers(tmp_path / "exam", ImageOrientationPatient=None)
+    for plane in PLANES:  # before: the one series was scored by all three planes' models, with a note
+        with pytest.raises(SeriesProblem, match="no usable ImageOrientationPatient"):
+            read_dicom_series(tmp_path / "exam", plane)
+    allowed = read_dicom_series(tmp_path / "exam", "sagittal", DicomOptions(ignore_orientation=True))
+    assert any("--ignore-orientation" in note for note in allowed.notes)
+
+
+def test_an_all_zero_orientation_is_unknown_not_oblique(volume, tmp_path):
+    write_series(volume, tmp_path / "a", "axial")
+    _edit_headers(tmp_path / "a", ImageOrientationPatient=[0.0] * 6)
+    with pytest.raises(SeriesProblem) as problem:
+        read_dicom_series(tmp_path / "a", "axial")
+    assert "no usable ImageOrientationPatient" in str(problem.value)
+    assert "oblique" not in str(problem.value) and "share a position" not in str(problem.value)
+    # With the override the slices are ordered by InstanceNumber, not by a zero normal.
+    allowed = read_dicom_series(tmp_path / "a", "axial", DicomOptions(ignore_orientation=True))
+    assert np.array_equal(allowed.volume, volume)
+
+
+def test_a_non_numeric_instance_number_without_positions_is_no_traceback(volume, tmp_path):
+    write_series(volume, tmp_path / "a", "axial")
+    _edit_headers(tmp_path / "a", ImagePositionPatient=None)
+    first = sorted((tmp_path / "a").iterdir())[0]
+    ds = pydicom.dcmread(first)
+    ds["InstanceNumber"].VR = "LO"  # a hand-edited export: the number is text
+    ds.InstanceNumber = "ab"
+    ds.save_as(first, enforce_file_format=True)
+    converted = read_dicom_series(tmp_path / "a", "axial")
+    assert any("file-name order" in note for note in converted.notes)
+
+
+def test_control_characters_in_a_description_do_not_reach_the_terminal(volume, tmp_path):
+    write_series(volume, tmp_path / "exam" / "s1", "sagittal", description="SAG\x1b[2J\x1b[8mHIDDEN", seed=1)
+    write_series(volume, tmp_path / "exam" / "s2", "sagittal", description="SAG 2", seed=2)
+    with pytest.raises(SeriesProblem) as problem:
+        read_dicom_series(tmp_path / "exam", "sagittal")
+    message = str(problem.value)
+    assert "\x1b" not in message and "SAG\\x1b[2J\\x1b[8mHIDDEN" in message
+
+
+@pytest.mark.parametrize("slope", ["NaN", "inf"])
+def test_a_non_finite_rescale_slope_is_refused_naming_the_file(volume, tmp_path, slope):
+    write_series(volume, tmp_path / "a", "axial")
+    target = sorted((tmp_path / "a").iterdir())[2]
+    ds = pydicom.dcmread(target)
+    ds.RescaleSlope = slope
+    ds.save_as(target, enforce_file_format=True)
+    with pytest.raises(SeriesProblem, match=rf"{target.name}: RescaleSlope .* is not a finite number"):
+        read_dicom_series(tmp_path / "a", "axial")

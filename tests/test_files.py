@@ -101,3 +101,16 @@ def test_a_figure_is_saved_whole_or_not_at_all(tmp_path):
         save_figure(Broken(), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["roc.png"]  # no temporary left behind
+
+
+def test_json_outputs_are_strict_json_with_null_for_undefined_numbers(tmp_path):
+    import json as strict_json
+
+    import numpy as np
+
+    from mrnet.files import write_json
+
+    write_json(tmp_path / "x.json", {"auc": float("nan"), "p": [np.float32(0.5), np.inf], "n": np.float64(1.0)})
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert strict_json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"auc": None, "p": [0.5, None], "n": 1.0}

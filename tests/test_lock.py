@@ -120,3 +120,16 @@ def test_sigterm_to_train_all_stops_its_workers(tiny_data, tmp_path):
         for p in ("axial", "coronal", "sagittal")
         if (models / f"acl-{p}" / "train.log").exists()
     )
+
+
+def test_a_full_disk_while_taking_the_lock_is_a_message_and_leaves_no_file(tmp_path, monkeypatch):
+    def full(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(MRNetError, match=r"cannot take the lock .*No space left on device"):
+        RunLock(tmp_path / "run").acquire()
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "run.lock").exists()
+    with RunLock(tmp_path / "run"):  # nothing left behind blocks the next run
+        pass

@@ -9,7 +9,7 @@ import torch
 from torchvision.models import AlexNet_Weights, alexnet
 
 from mrnet.errors import MRNetError
-from mrnet.models import MRNet, build_model
+from mrnet.models import ModelArgs, MRNet, build_model
 
 
 @pytest.mark.parametrize("slices", [1, 3, 17])
@@ -128,3 +128,12 @@ def test_from_scratch_convolutions_keep_the_signal_alive():
     slices = torch.randn(8, 3, 64, 64)
     features = model.eval().slice_features(slices)  # (8, 256)
     assert features.std(dim=0).mean() > 0.1 * features.abs().mean()
+
+
+def test_the_head_runs_in_fp32_under_autocast():
+    """bf16 features, but the pool and the head in fp32: logits that do not round into ties (0.008 apart near 1.5)."""
+    torch.manual_seed(0)
+    model = MRNet(ModelArgs(pool="attention")).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.rand(4, 1, 64, 64)).dtype == torch.float32
+        assert model(torch.rand(6, 1, 64, 64), [2, 4]).dtype == torch.float32

@@ -100,3 +100,25 @@ def test_file_is_written_once_and_a_different_draw_is_refused(tiny_data, tmp_pat
     with pytest.raises(MRNetError, match=r"--tune-fraction 0\.0"):
         check_against_file(models, tune_split_for(tiny_data, 0.0, seed=0))
     assert tune_cases_file(models).read_text() == written
+
+
+def test_a_fraction_that_cannot_be_kept_and_a_thin_class_are_said():
+    # 10 train exams, four combinations: each gives one, so 4 are held out where 0.1 asks for 1.
+    combos = combinations_of({(0, 0, 0): 3, (1, 0, 0): 3, (1, 1, 0): 2, (1, 0, 1): 2})
+    split = draw_tune_split(combos, 0.1, seed=0)
+    assert len(split.cases) == 4
+    notes = split.notes(["abnormal", "acl", "meniscus"])
+    assert any("holds 4 of 10 train exams (40%), not the 1 that --tune-fraction 0.1 asks for" in n for n in notes)
+    assert any(n.startswith("warning: the tuning split has 1 positive and 3 negative acl exams") for n in notes)
+    assert draw_tune_split(combinations_of(MRNET_TRAIN), 0.1, seed=0).notes(["abnormal", "acl", "meniscus"]) == []
+
+
+def test_a_draw_changed_by_the_labels_says_so_not_the_options(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    first = prepare_tune_split(models, tiny_data, 0.2, seed=0)
+    labels = tiny_data / "train-abnormal.csv"
+    rows = [line.split(",") for line in labels.read_text().splitlines()]
+    flipped = first.cases[0]
+    labels.write_text("".join(f"{c},{1 - int(v) if c == flipped else v}\n" for c, v in rows))
+    with pytest.raises(MRNetError, match=rf"the train labels changed since it was drawn \({flipped} abnormal"):
+        prepare_tune_split(models, tiny_data, 0.2, seed=0)

@@ -338,3 +338,15 @@ def test_series_without_labels_are_noted_and_ignored(tiny_data, tmp_path, capsys
     summary = train(train_config(tiny_data, tmp_path / "m"))
     assert "1 train/sagittal series have no label and are ignored (e.g. 0999)" in capsys.readouterr().out
     assert summary["epochs_run"] == 1
+
+
+@pytest.mark.slow
+def test_resume_from_a_last_pt_of_another_backbone_is_refused(tiny_data, tmp_path):
+    one, other = tmp_path / "one", tmp_path / "other"
+    train(train_config(tiny_data, one))
+    train(train_config(tiny_data, other, pool="mean"))
+    shutil.copy(other / "acl-sagittal" / "last.pt", one / "acl-sagittal" / "last.pt")
+    best = (one / "acl-sagittal" / "best.pt").read_bytes()
+    with pytest.raises(MRNetError, match=r"last.pt and (best.pt|config.json) come from different runs \(pool 'mean'"):
+        train(train_config(tiny_data, one, epochs=2, resume=True), explicit={"epochs"})
+    assert (one / "acl-sagittal" / "best.pt").read_bytes() == best

@@ -14,6 +14,7 @@ on converted series carry that extra uncertainty.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import MRNetError
-from .dicom_geometry import Plane, orientation_of, pixel_spacing, plane_of, slice_order, spacing_notes, spacing_problems
+from .dicom_geometry import (
+    Plane,
+    instance_number,
+    orientation_of,
+    pixel_spacing,
+    plane_of,
+    slice_order,
+    spacing_notes,
+    spacing_problems,
+)
 from .dicom_pixels import display_uint8, inverted, modality_values, pad_to_square, pixels_of
 from .series import SeriesProblem
 
@@ -65,14 +75,27 @@ class SeriesInfo:
     def mixed(self) -> bool:
         return len(self.orientations) > 1
 
+    @property
+    def key(self) -> str | tuple[str, ...]:
+        """What tells this series from another: its UID, else its files (a header may lack the UID)."""
+        return self.uid or tuple(sorted(str(getattr(ds, "filename", id(ds))) for ds in self.datasets))
+
     def describe(self) -> str:
         if self.mixed:
             where = "mixed orientations " + "/".join(self.orientations)
         else:
             where = "orientation unknown" if self.plane is None else self.plane.describe()
-        label = f"'{self.description}'" if self.description else "no description"
-        files = len(self.datasets)
-        return f"{self.uid or 'no SeriesInstanceUID'} ({label}, series {self.number or '?'}, {files} files, {where})"
+        label = f"'{printable(self.description)}'" if self.description else "no description"
+        files, number = len(self.datasets), printable(self.number) or "?"
+        return f"{printable(self.uid) or 'no SeriesInstanceUID'} ({label}, series {number}, {files} files, {where})"
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Header text as it may reach a terminal: control characters (a screen clear, an escape) shown as codes."""
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass
@@ -176,7 +199,13 @@ def check_plane(info: SeriesInfo, plane: str, options: DicomOptions) -> list[str
             "choose an imaging series"
         )
     if info.plane is None:
-        return ["no ImageOrientationPatient in the headers: the plane could not be checked"]
+        # A series of unknown plane could be scored by the wrong plane's models with a confident answer.
+        if options.ignore_orientation:
+            return [f"warning: no usable ImageOrientationPatient: used as {plane} because of --ignore-orientation"]
+        raise SeriesProblem(
+            "its headers carry no usable ImageOrientationPatient, so its plane cannot be checked; "
+            f"pass --ignore-orientation to use it as {plane} anyway"
+        )
     if info.plane.name == plane:
         return []
     cosines = np.round(orientation_of(info.datasets[0]), 3).tolist()
@@ -221,6 +250,7 @@ def series_from_datasets(datasets: Sequence[Any]) -> tuple[np.ndarray, list[str]
         values = np.stack([modality_values(ds, p) for ds, p in zip(ordered, pixels, strict=True)])
     if values.ndim != 3:
         raise SeriesProblem(f"pixel data of shape {values.shape}; expected grey slices (slices, rows, columns)")
+    check_finite(values, ordered)
     volume, window = display_uint8(ordered, values)
     spacing = pixel_spacing(datasets[0])
     size = f"{volume.shape[0]} slices of {volume.shape[1]}x{volume.shape[2]} px"
@@ -228,12 +258,29 @@ def series_from_datasets(datasets: Sequence[Any]) -> tuple[np.ndarray, list[str]
     return pad_to_square(volume), [summary, *notes, *spacing_notes(spacing)]
 
 
+def check_finite(values: np.ndarray, ordered: Sequence[Any]) -> None:
+    """Refuse NaN or infinite modality values (a corrupt slope, float pixel data): they would become black silently."""
+    bad = [index for index in range(len(values)) if not np.isfinite(values[index]).all()]
+    if bad:
+        first = ordered[min(bad[0], len(ordered) - 1)]
+        where = getattr(first, "filename", None) or f"slice {bad[0]}"
+        raise SeriesProblem(
+            f"{len(bad)} slice(s) have NaN or infinite values after the rescale (first: {where}); "
+            "check RescaleSlope/RescaleIntercept or the pixel data"
+        )
+
+
 def ordered_slices(datasets: Sequence[Any]) -> tuple[list[Any], list[str]]:
     """Slices sorted along the normal, with notes on gaps; slices sharing a position are refused."""
     order, positions = slice_order(datasets)
     ordered = [datasets[i] for i in order]
     if positions is None:
-        return ordered, ["no slice positions in the headers: slices ordered by InstanceNumber (else file name)"]
+        if all(instance_number(ds) is not None for ds in datasets):
+            return ordered, ["no slice positions in the headers: slices ordered by InstanceNumber"]
+        return ordered, [
+            "warning: no slice positions and no numeric InstanceNumber in the headers: slices are in file-name "
+            "order, which may not be their order in the knee"
+        ]
     problems, notes = spacing_problems(positions)
     if problems:
         raise SeriesProblem(problems[0])

@@ -37,7 +37,16 @@ def orientation_of(ds: Any) -> np.ndarray | None:
         cosines = np.asarray([float(v) for v in value], dtype=float)
     except (TypeError, ValueError):
         return None
-    return cosines if cosines.shape == (6,) and np.isfinite(cosines).all() else None
+    if cosines.shape != (6,) or not np.isfinite(cosines).all():
+        return None
+    return cosines if is_orthonormal(cosines) else None
+
+
+def is_orthonormal(cosines: np.ndarray, tolerance: float = 0.01) -> bool:
+    """Two unit, perpendicular direction cosines: anything else (all zeros, say) describes no plane at all."""
+    row, column = cosines[:3], cosines[3:]
+    units = abs(float(np.linalg.norm(row)) - 1.0) <= tolerance and abs(float(np.linalg.norm(column)) - 1.0) <= tolerance
+    return units and abs(float(np.dot(row, column))) <= tolerance
 
 
 def slice_normal(orientation: np.ndarray) -> np.ndarray:
@@ -94,10 +103,18 @@ def slice_order(datasets: Sequence[Any]) -> tuple[list[int], list[float] | None]
         if all(p is not None for p in positions):
             order = sorted(range(len(datasets)), key=lambda i: positions[i])
             return order, [positions[i] for i in order]
-    numbers = [getattr(ds, "InstanceNumber", None) for ds in datasets]
+    numbers = [instance_number(ds) for ds in datasets]
     if all(n is not None for n in numbers):
-        return sorted(range(len(datasets)), key=lambda i: int(numbers[i])), None
+        return sorted(range(len(datasets)), key=lambda i: numbers[i]), None
     return list(range(len(datasets))), None
+
+
+def instance_number(ds: Any) -> int | None:
+    """InstanceNumber as an integer; None where it is absent or not a number (a hand-edited 'ab')."""
+    try:
+        return int(str(ds.InstanceNumber).strip())
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def spacing_problems(positions: Sequence[float]) -> tuple[list[str], list[str]]:

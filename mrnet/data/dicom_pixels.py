@@ -91,6 +91,9 @@ def modality_values(ds: Any, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
     slope = _number(getattr(ds, "RescaleSlope", None), 1.0) or 1.0
     intercept = _number(getattr(ds, "RescaleIntercept", None), 0.0)
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        where = getattr(ds, "filename", None) or "a slice"
+        raise SeriesProblem(f"{where}: RescaleSlope {slope} / RescaleIntercept {intercept} is not a finite number")
     return pixels.astype(np.float64) * slope + intercept
 
 

@@ -7,6 +7,8 @@ before any model runs (pydicom is imported only when a DICOM folder is read).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,7 +104,8 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
     if not path.is_file():
         raise MRNetError(f"--input-csv {path}: file not found")
     text = path.read_text(encoding="utf-8-sig")  # a byte-order mark would otherwise join the first path
-    rows = [line.split(",")[0].strip() for line in text.splitlines() if line.strip()]
+    # Read as CSV, so a quoted path may hold commas; the first column is the path.
+    rows = [row[0].strip() for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
     if not rows:
         raise MRNetError(f"--input-csv {path}: no rows")
     if len(rows) % 3:
@@ -136,21 +139,35 @@ def _resolve_listed(row: str, csv_folder: Path) -> Path:
     return beside if beside.exists() else listed
 
 
+# Names the outputs use for themselves: an exam called `index` would overwrite the viewer's exam list.
+RESERVED_CASE_IDS = frozenset({"index"})
+
+
 def safe_case_id(raw: str) -> str:
-    """A case id usable as a folder name under --cam: no separators, no '.' or '..', nothing hidden."""
+    """A case id usable as a file or folder name: no separators, no '.' or '..', nothing hidden, nothing reserved."""
     cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
-    return cleaned if cleaned.strip(".") and not cleaned.startswith(".") else f"case{cleaned}"
+    if not cleaned.strip(".") or cleaned.startswith(".") or cleaned.lower() in RESERVED_CASE_IDS:
+        return f"case{cleaned}" if cleaned.startswith(".") or not cleaned.strip(".") else f"case-{cleaned}"
+    return cleaned
 
 
 def unique_case_ids(exams: list[ExamInput]) -> list[ExamInput]:
-    """Keep case ids distinct (outputs are keyed by them): a repeated id gets a -2, -3 suffix."""
-    seen: dict[str, int] = {}
+    """Give every exam its own id (outputs are keyed by it): a repeated id gets the first free -2, -3 suffix.
+
+    Ids are compared without case, as file names are on macOS and Windows, and a suffix never
+    takes an id that another exam has by its own name (`a`, `x/a` and `a-2` give `a`, `a-3`, `a-2`).
+    """
     for exam in exams:
         exam.case = safe_case_id(exam.case)
-        count = seen.get(exam.case, 0) + 1
-        seen[exam.case] = count
-        if count > 1:
-            exam.case = f"{exam.case}-{count}"
+    taken = {exam.case.lower() for exam in exams}
+    used: set[str] = set()
+    for exam in exams:
+        if exam.case.lower() in used:
+            suffix = 2
+            while f"{exam.case}-{suffix}".lower() in taken | used:
+                suffix += 1
+            exam.case = f"{exam.case}-{suffix}"
+        used.add(exam.case.lower())
     return exams
 
 
@@ -158,26 +175,24 @@ def read_series(
     source: Path, plane: str | None = None, mmap: bool = False, dicom: DicomOptions | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """A .npy file through the same checks as training data, or a DICOM folder's series for the plane; and notes."""
+    series, notes, _ = read_identified_series(source, plane, mmap, dicom)
+    return series, notes
+
+
+def read_identified_series(
+    source: Path, plane: str | None = None, mmap: bool = False, dicom: DicomOptions | None = None
+) -> tuple[np.ndarray, list[str], object]:
+    """read_series, plus what identifies the series read (its file, or the DICOM series chosen from a folder)."""
     if source.is_dir():
         converted = read_dicom_series(source, plane, dicom)
-        return converted.volume, converted.notes
-    return load_series(source, mmap=mmap), []
+        return converted.volume, converted.notes, (source.resolve(), converted.info.key)
+    return load_series(source, mmap=mmap), [], source.resolve()
 
 
-def constant_series_notes(exams: Sequence[ExamInput], converted: dict[tuple[Path, str], np.ndarray]) -> list[str]:
-    """Series with a single grey value (an all-black export): scored, but the score means nothing."""
-    notes = []
-    for exam in exams:
-        for plane, source in exam.sources.items():
-            series = converted.get((source, plane))
-            if series is None:
-                series = load_series(source, mmap=True)
-            if series.min() == series.max():
-                notes.append(
-                    f"{source} ({exam.case}, {plane}) has one grey value ({int(series.min())}) in every pixel; "
-                    "its probabilities say nothing about the knee"
-                )
-    return notes
+def constant_value(series: np.ndarray) -> int | None:
+    """The one grey value of a series that has only one (an all-black export), else None."""
+    low = int(series.min())
+    return low if low == int(series.max()) else None
 
 
 @dataclass
@@ -190,15 +205,31 @@ class CheckedInputs:
 
 
 def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) -> CheckedInputs:
-    """Read every series header (DICOM folders in full); raise one error listing every bad file."""
+    """Read every series header (DICOM folders in full); raise one error listing every bad file.
+
+    Refused besides each file's own problems: a series with one grey value (its probabilities
+    would say nothing about the knee) and one series given for two planes of an exam (the
+    planes' models would score the same images as if they were different views).
+    """
     problems, checked = [], CheckedInputs()
     for exam in exams:
+        planes_of: dict[object, str] = {}
         for plane, source in exam.sources.items():
             where = f"{source} ({exam.case}, {plane})"
             try:
-                series, notes = read_series(source, plane, mmap=True, dicom=dicom)
+                series, notes, identity = read_identified_series(source, plane, mmap=True, dicom=dicom)
             except SeriesProblem as err:
                 problems.append(f"{where}: {err}")
+                continue
+            if identity in planes_of:
+                problems.append(
+                    f"{where}: the same series is also given as {planes_of[identity]}; each plane needs its own"
+                )
+                continue
+            planes_of[identity] = plane
+            value = constant_value(series)
+            if value is not None:
+                problems.append(f"{where}: every pixel has one grey value ({value}): there is no knee to score")
                 continue
             checked.notes += [f"{where}: {note}" for note in notes]
             checked.notes_by_case.setdefault(exam.case, []).extend(f"{plane}: {note}" for note in notes)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 MIN_SIZE = 64  # AlexNet's feature maps vanish below this
+MAX_SIZE = 1024  # four times MRNet's 256 px; a larger slice size in a file is a mistake, not a scan
 
 
 class SeriesProblem(Exception):

@@ -32,6 +32,7 @@ from ..files import atomic_write
 from .dataset import label_path, parse_labels
 
 MIN_TO_STRATIFY = 2  # a combination needs this many exams to give at least one to each side
+FEW = 5  # fewer exams of a class than this in a split that chooses or reports: its AUC moves with one exam
 RARE = "rare"  # the pooled group of combinations with fewer exams than that
 PAPER_PROTOCOL = "--tune-fraction 0 --select-on valid --fit-on train"
 
@@ -56,6 +57,33 @@ class TuneSplit:
         """case, abnormal, acl, meniscus of the tuning exams: what tune_cases.csv holds."""
         rows = [(case, *self.combinations[case]) for case in self.cases]
         return pd.DataFrame(rows, columns=["case", *TASKS])
+
+    def notes(self, tasks: Sequence[str]) -> list[str]:
+        """What a user should know about this draw: a fraction that could not be kept, classes with few exams."""
+        if not self.enabled:
+            return []
+        notes = []
+        total, held = len(self.combinations), len(self.cases)
+        asked = math.floor(self.fraction * total + 0.5)
+        if held != asked:
+            notes.append(
+                f"note: the tuning split holds {held} of {total} train exams ({held / total:.0%}), not the "
+                f"{asked} that --tune-fraction {self.fraction} asks for: every label combination with two or more "
+                "exams gives at least one to each side, so that the tuning split holds the train split's findings"
+            )
+        if self.pooled:
+            notes.append(f"note: label combinations {', '.join(self.pooled)} are too rare to stratify alone; pooled")
+        for task in tasks:
+            column = TASKS.index(task)
+            positives = sum(self.combinations[c][column] for c in self.cases)
+            fewest = min(positives, held - positives)
+            if 0 < fewest < FEW:
+                notes.append(
+                    f"warning: the tuning split has {positives} positive and {held - positives} negative {task} "
+                    f"exams; with fewer than {FEW} of a class, the epoch, stacker and threshold it chooses "
+                    "can turn on a single exam"
+                )
+        return notes
 
     def training_cases(self, cases: Sequence[str]) -> list[str]:
         """`cases` without the tuning exams, in their order."""
@@ -173,13 +201,41 @@ def check_against_file(models_dir: str | Path, split: TuneSplit) -> bool:
     if recorded != list(split.cases):
         path = layout.tune_cases_file(models_dir)
         differ = len(set(recorded) ^ set(split.cases))
+        changed = changed_labels(path, split)
+        cause = (
+            f"the train labels changed since it was drawn ({changed}), and the draw is stratified on them. "
+            "Every model of an ensemble must keep the same exams out of training: restore the label files, "
+            "or train the whole ensemble again in another --models-dir"
+            if changed
+            else "Every model of an ensemble must keep the same exams out of training: use the --tune-fraction "
+            "and --split-seed the folder was trained with, or another --models-dir"
+        )
         raise MRNetError(
             f"{path} holds a tuning split of {len(recorded)} exams, but --tune-fraction {split.fraction} "
-            f"--split-seed {split.seed} draws {len(split.cases)} here ({differ} exams differ). Every model of an "
-            "ensemble must keep the same exams out of training: use the options the folder was trained with, "
-            "or another --models-dir"
+            f"--split-seed {split.seed} draws {len(split.cases)} here ({differ} exams differ): {cause}"
         )
     return False
+
+
+def changed_labels(path: Path, split: TuneSplit) -> str:
+    """Which recorded tuning exams now have other train labels, as 'case task old->new'; empty if none."""
+    try:
+        table = pd.read_csv(path, dtype={"case": str})
+    except (OSError, ValueError):
+        return ""
+    changes = []
+    for row in table.itertuples(index=False):
+        case = str(row.case).zfill(4)
+        now = split.combinations.get(case)
+        if now is None:
+            changes.append(f"{case} no longer in train")
+            continue
+        for task, value in zip(TASKS, now, strict=True):
+            before = getattr(row, task, None)
+            if before is not None and int(before) != value:
+                changes.append(f"{case} {task} {int(before)}->{value}")
+    shown = ", ".join(changes[:5])
+    return shown + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
 
 
 def write_tune_cases(models_dir: str | Path, split: TuneSplit) -> Path:

@@ -35,6 +35,15 @@ def memory_format(model: nn.Module) -> torch.memory_format:
     return torch.channels_last_3d if isinstance(model, VolumeNet) else torch.channels_last
 
 
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold NaN or infinity (a diverged or corrupted run)."""
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
 def model_for_inference(
     state: dict[str, torch.Tensor], device: torch.device, args: dict | ModelArgs | None = None
 ) -> PlaneModel:
@@ -46,6 +55,12 @@ def model_for_inference(
     are the paper's AlexNet with max pooling and one output.
     """
     args = args if isinstance(args, ModelArgs) else ModelArgs.from_dict(args)
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"the checkpoint's weights hold NaN or infinite values ({len(bad)} tensor(s), first: {bad[0]}); "
+            "it cannot give a probability that means anything"
+        )
     with torch.device("meta"):
         model = new_model(args)
     try:

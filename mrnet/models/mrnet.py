@@ -13,11 +13,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..names import BN_NAMES
-from .backbones import backbone, fold_first_conv
-from .pooling import make_pool
+from .backbones import BACKBONES, backbone, fold_first_conv
+from .pooling import POOLS, make_pool
 
 BN_MODES = BN_NAMES  # the BatchNorm modes a model takes
+MAX_DEPTH = 256  # slices a 3-D backbone resamples a series to; far above any knee series
 
 
 @dataclass
@@ -36,8 +38,32 @@ class ModelArgs:
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any] | None) -> ModelArgs:
+        """The args a checkpoint holds, every field checked: a tampered file is refused, not half-built."""
+        if saved is not None and not isinstance(saved, dict):
+            raise CheckpointError(f"model_args is a {type(saved).__name__}, not a mapping of the model's options")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (saved or {}).items() if k in known})
+        args = cls(**{k: v for k, v in (saved or {}).items() if k in known})
+        problems = args.problems()
+        if problems:
+            raise CheckpointError("model_args: " + "; ".join(problems))
+        return args
+
+    def problems(self) -> list[str]:
+        """What is wrong with these args, each naming the field; empty when a model can be built from them."""
+        allowed: dict[str, tuple[Any, ...]] = {
+            "backbone": tuple(BACKBONES),
+            "pool": tuple(POOLS),
+            "bn": BN_MODES,
+            "outputs": (1, 3),
+        }
+        problems = [
+            f"{name} {getattr(self, name)!r} is not one of {', '.join(map(str, choices))}"
+            for name, choices in allowed.items()
+            if not isinstance(getattr(self, name), str | int) or getattr(self, name) not in choices
+        ]
+        if type(self.depth) is not int or not 2 <= self.depth <= MAX_DEPTH:
+            problems.append(f"depth {self.depth!r} is not a whole number from 2 to {MAX_DEPTH}")
+        return problems
 
 
 class FrozenBatchNormMixin:
@@ -56,6 +82,12 @@ class FrozenBatchNormMixin:
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         return self
+
+
+def fp32_head(features: torch.Tensor) -> torch.autocast:
+    """Autocast off for the pool over slices and the linear head: in bf16 the logits near ±1.5 are 0.008
+    apart, so exams tie on the tuning split and the CPU's and GPU's numbers differ; the head costs nothing."""
+    return torch.autocast(features.device.type, enabled=False)
 
 
 class MRNet(FrozenBatchNormMixin, nn.Module):
@@ -107,10 +139,12 @@ class MRNet(FrozenBatchNormMixin, nn.Module):
         DistributedDataParallel see every training forward pass.
         """
         per_slice = self.slice_features(slices)  # (sum s, F)
-        if counts is None:
-            logits = self.classifier(self.slice_pool.pool(per_slice))  # (outputs,)
-            return logits if self.args.outputs == 1 else logits[None]  # (1,) or (1, outputs)
-        logits = self.classifier(self.slice_pool(per_slice, counts))  # (k, outputs)
+        with fp32_head(per_slice):
+            per_slice = per_slice.float()
+            if counts is None:
+                logits = self.classifier(self.slice_pool.pool(per_slice))  # (outputs,)
+                return logits if self.args.outputs == 1 else logits[None]  # (1,) or (1, outputs)
+            logits = self.classifier(self.slice_pool(per_slice, counts))  # (k, outputs)
         return logits.squeeze(1) if self.args.outputs == 1 else logits
 
     def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:

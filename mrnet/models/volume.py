@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone, fold_first_conv
-from .mrnet import FrozenBatchNormMixin, ModelArgs
+from .mrnet import FrozenBatchNormMixin, ModelArgs, fp32_head
 
 
 def resample_depth(series: torch.Tensor, depth: int) -> torch.Tensor:
@@ -98,7 +98,9 @@ class VolumeNet(FrozenBatchNormMixin, nn.Module):
     def forward(self, slices: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
         """One exam (s, C, H, W) -> (1,) or (1, outputs); with `counts`, several -> (k,) or (k, outputs)."""
         volumes = self.volumes(slices, [slices.shape[0]] if counts is None else counts)
-        logits = self.classifier(self.pool(self.feature_maps(volumes)).flatten(1))  # (k, outputs)
+        pooled = self.pool(self.feature_maps(volumes)).flatten(1)  # (k, F)
+        with fp32_head(pooled):
+            logits = self.classifier(pooled.float())  # (k, outputs)
         return logits.squeeze(1) if self.args.outputs == 1 else logits
 
     def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:

@@ -5,6 +5,8 @@ Everything here happens once, before the first epoch; trainer.py holds the epoch
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +26,7 @@ from ..files import check_writable, remove_temporary_leftovers
 from ..models import ModelArgs, PlaneModel, build_model, memory_format
 from ..stats.auc import has_both_classes
 from . import distributed
-from .config import ALL_TASKS, TrainConfig
+from .config import ALL_TASKS, RECIPE_FIELDS, TrainConfig
 from .loss import pos_weights
 from .multitask import check_not_mixed
 from .state import RunState, plateau_mode, state_from_checkpoint
@@ -101,12 +103,40 @@ def prepare_run_dir(cfg: TrainConfig) -> dict[str, Any] | None:
     if cfg.resume:
         if not last.exists():
             raise MRNetError(f"--resume: nothing to resume in {cfg.run_dir()} (no last.pt); start without --resume")
-        return load_checkpoint(last, cfg.task, cfg.plane)
+        resumed = load_checkpoint(last, cfg.task, cfg.plane)
+        check_one_run(cfg, resumed)
+        return resumed
     if last.exists() and not cfg.overwrite:
         raise MRNetError(
             f"{cfg.run_dir()} already holds a run; continue it with --resume or start over with --overwrite"
         )
     return None
+
+
+def check_one_run(cfg: TrainConfig, resumed: dict[str, Any]) -> None:
+    """Refuse a last.pt whose recipe differs from the folder's best.pt or config.json: a file copied in from
+    another run would otherwise continue as that run and leave the other run's best.pt to be used."""
+    recipe = {name: resumed.get("config", {}).get(name) for name in RECIPE_FIELDS}
+    others = {}
+    best = cfg.run_dir() / layout.BEST
+    if best.exists():
+        others[layout.BEST] = load_checkpoint(best, cfg.task, cfg.plane).get("config", {})
+    saved_config = cfg.run_dir() / "config.json"
+    if saved_config.is_file():
+        # An unreadable config.json is rewritten by this run; the checkpoints decide.
+        with contextlib.suppress(OSError, ValueError):
+            others["config.json"] = json.loads(saved_config.read_text())
+    for name, other in others.items():
+        differ = [
+            f"{field} {recipe[field]!r} against {other[field]!r}"
+            for field in RECIPE_FIELDS
+            if field in other and recipe[field] is not None and other[field] != recipe[field]
+        ]
+        if differ:
+            raise MRNetError(
+                f"--resume: {cfg.run_dir() / layout.LAST} and {name} come from different runs ({'; '.join(differ)}); "
+                "put back the run's own last.pt, or start over with --overwrite"
+            )
 
 
 def build_run(

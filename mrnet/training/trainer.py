@@ -234,8 +234,8 @@ def _train_locked(
         f"{describe_labels(cfg, run)}, device {describe(device)}"
         + (f", {ranks.world_size} data-parallel ranks" if ranks.distributed else "")
     )
-    if tune.pooled:
-        say(f"{cfg.name}: note: label combinations {', '.join(tune.pooled)} are too rare to stratify alone; pooled")
+    for note in tune.notes(cfg.tasks):
+        say(f"{cfg.name}: {note}")
     if run.state.monitor == "loss":
         say(
             f"{cfg.name}: warning: the {split} split has only one class for {describe_one_class(cfg, run)}, "

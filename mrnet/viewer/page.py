@@ -71,16 +71,20 @@ def page_name(case: str) -> str:
 
 
 def page_names(cases: Sequence[str]) -> dict[str, str]:
-    """A distinct page file name per case, even where two case ids differ only in replaced characters."""
+    """A distinct page file name per case, even where two case ids differ only in replaced characters or in case.
+
+    index.html is the exam list's, so no exam page takes it; names are compared without case,
+    as a macOS or Windows file system would.
+    """
     names: dict[str, str] = {}
-    taken: set[str] = set()
+    taken: set[str] = {"index.html"}
     for case in cases:
         name, count = page_name(case), 1
-        while name in taken:
+        while name.lower() in taken:
             count += 1
             name = f"{page_name(case)[: -len('.html')]}-{count}.html"
         names[case] = name
-        taken.add(name)
+        taken.add(name.lower())
     return names
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import PLANES, TASKS
 from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
+
+if TYPE_CHECKING:  # --help does not import the training library (torch)
+    from ..training.state import TrainResult
+    from ..training.sweep import WorkerResult
 
 # Config fields that are switches on the command line, and the switch that sets each.
 FLAG_OF = {
@@ -78,7 +82,7 @@ def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
     return argv
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerResult]:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.task == "all" and args.tasks != list(TASKS):

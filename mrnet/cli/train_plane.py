@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .. import PLANES, TASKS
 from .common import add_training_args, run_cli, training_config_from_args
+
+if TYPE_CHECKING:  # --help does not import the training library (torch)
+    from ..training.state import TrainResult
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -23,7 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> TrainResult:
     args = get_args_parser().parse_args(argv)
     cfg, explicit = training_config_from_args(args)
     from ..training.trainer import train

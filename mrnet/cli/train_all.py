@@ -112,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerRe
         layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)
     tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
     check_both_classes(tune, args.tasks)
+    summaries: list[TrainResult] | list[WorkerResult]
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
     else:

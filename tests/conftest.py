@@ -62,6 +62,19 @@ def tiny_data(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def alexnet_weights(tmp_path_factory):
+    """A torchvision AlexNet state dict file (244 MB, seeded), written once per session, and its first conv weight."""
+    import torch
+    from torchvision.models import alexnet
+
+    torch.manual_seed(1)
+    state = alexnet(weights=None).state_dict()
+    path = tmp_path_factory.mktemp("alexnet") / "alexnet.pth"
+    torch.save(state, path)
+    return path, state["features.0.weight"].clone()
+
+
+@pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> TinyRun:
     """Nine 1-epoch models and their ensembles on synthetic knees, trained once per test session."""
     return trained_models(tmp_path_factory.mktemp("tiny"))

@@ -89,18 +89,8 @@ def test_download_failure_gives_a_way_out(name, monkeypatch):
     assert "--no-pretrained" in message and "--weights" in message and ".pth" in message
 
 
-@pytest.fixture(scope="module")
-def alexnet_file(tmp_path_factory) -> str:
-    """A torchvision AlexNet state dict (244 MB): another network's weights, written once for the module."""
-    import torchvision.models
-
-    path = tmp_path_factory.mktemp("alexnet") / "alexnet.pth"
-    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
-    return str(path)
-
-
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
-def test_a_torchvision_weights_file_is_loaded(name, tmp_path, alexnet_file):
+def test_a_torchvision_weights_file_is_loaded(name, tmp_path, alexnet_weights):
     import torchvision.models
 
     torch.manual_seed(1)
@@ -111,7 +101,7 @@ def test_a_torchvision_weights_file_is_loaded(name, tmp_path, alexnet_file):
     expected = reference.state_dict()[key if name.startswith("resnet") else "features." + key]
     assert torch.equal(model.features.state_dict()[key], expected)
     with pytest.raises(MRNetError, match="not a torchvision"):
-        build_model(weights_path=alexnet_file, args=args_for(name))
+        build_model(weights_path=str(alexnet_weights[0]), args=args_for(name))  # another network's weights
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))

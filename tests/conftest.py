@@ -13,7 +13,8 @@ import pytest
 from helpers import write_tiny_layout
 from tiny_models import TinyRun, trained_models
 
-# Fixtures that train models when first requested (seconds to minutes): a test using one is slow.
+# Fixtures that train models when first requested (seconds to minutes): a test using one is slow. Named here
+# because a module- or session-scoped fixture is set up before the guard below could see it train.
 TRAINED_FIXTURES = frozenset({"tiny", "lesion_model", "acl_models"})
 
 # Names in a test's body that start a process (the helpers in helpers.py, or subprocess itself).

@@ -207,7 +207,7 @@ def phase_runners(
 
     def validate_with_auc(idx: list[int]) -> None:
         result = validate(model, [cache[i] for i in idx], labels[idx], pos_weight, device, amp_dtype, max_slices)
-        auc_or_nan(labels[idx], result["probs"])  # once per evaluation, as training does
+        auc_or_nan(labels[idx], result.probs)  # once per evaluation, as training does
 
     return validate_with_auc, facts
 

@@ -13,4 +13,4 @@ if __name__ == "__main__":
     data_dir, output_dir, weights_dir = sys.argv[1:4]
     # fp32: the test compares probabilities to 1e-6
     summary = train(train_config(Path(data_dir), Path(output_dir), amp="off"), keep_model=True)
-    torch.save(summary["model_state"], Path(weights_dir) / f"rank{os.environ['RANK']}.pt")
+    torch.save(summary.model_state, Path(weights_dir) / f"rank{os.environ['RANK']}.pt")

@@ -87,12 +87,13 @@ def write_tiny_layout(
     rng = np.random.default_rng(seed)
     ids = {"train": range(0, n_train), "valid": range(n_train, n_train + n_valid)}
     for split, cases in ids.items():
+        for plane in PLANES:
+            (root / split / plane).mkdir(parents=True, exist_ok=True)
         rows = []
         for case in cases:
             label = case % 2
             for plane in PLANES:
                 folder = root / split / plane
-                folder.mkdir(parents=True, exist_ok=True)
                 s = int(rng.integers(slices[0], slices[1] + 1))
                 volume = rng.integers(0, 90, size=(s, size, size), dtype=np.uint8)
                 if label:

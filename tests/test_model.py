@@ -87,12 +87,10 @@ def test_download_failure_gives_a_way_out(monkeypatch):
     assert "--no-pretrained" in message and "alexnet-owt-7be5be79.pth" in message and "--weights" in message
 
 
-def test_local_weights_file_is_loaded(tmp_path):
-    torch.manual_seed(1)
-    reference = alexnet(weights=None)
-    torch.save(reference.state_dict(), tmp_path / "alexnet.pth")
-    net = build_model(weights_path=str(tmp_path / "alexnet.pth"))
-    assert torch.equal(net.features[0].weight, reference.features[0].weight)
+def test_local_weights_file_is_loaded(alexnet_weights):
+    path, first_conv = alexnet_weights
+    net = build_model(weights_path=str(path))
+    assert torch.equal(net.features[0].weight, first_conv)
 
 
 def test_bad_weights_files_are_named(tmp_path):

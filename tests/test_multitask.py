@@ -207,7 +207,7 @@ def test_each_pool_trains_through_train_plane(pool, tiny_data, tmp_path):
     models = tmp_path / "models"
     argv = ["--data-dir", str(tiny_data), "--models-dir", str(models), *QUICK, "--task", "acl", "--plane", "axial"]
     summary = quiet(train_plane_main, [*argv, "--pool", pool])
-    assert summary["epochs_run"] == 1
+    assert summary.epochs_run == 1
     model, _ = load_plane_model(models, "acl", "axial", torch.device("cpu"))
     assert model.args.pool == pool
 

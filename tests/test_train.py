@@ -53,13 +53,13 @@ def test_one_epoch_writes_every_output(tiny_data, tmp_path):
     assert json.loads((run / "config.json").read_text())["seed"] == 0
     assert load_checkpoint(run / "best.pt", "acl", "sagittal")["image_size"] == 64
     assert load_checkpoint(run / "last.pt", "acl", "sagittal")["finished"] is True
-    assert summary["best_epoch"] == 1 and summary["select_split"] == "tune"
+    assert summary.best_epoch == 1 and summary.select_split == "tune"
 
 
 @pytest.mark.slow
 def test_model_learns_the_tiny_task(tiny_data, tmp_path):
     summary = train(train_config(tiny_data, tmp_path / "m", epochs=3, select_on="valid"))
-    assert summary["select_split"] == "valid" and summary["best_auc"] >= 0.9
+    assert summary.select_split == "valid" and summary.best_auc >= 0.9
     metrics = pd.read_csv(tmp_path / "m" / "acl-sagittal" / "metrics.csv")
     assert list(metrics.columns) == ["epoch", "train_loss", "valid_loss", "valid_auc", "lr", "best"]
 
@@ -118,7 +118,7 @@ def test_tuning_split_too_rare_to_stratify_is_a_clear_error(tiny_data, tmp_path)
         train(train_config(tiny_data, tmp_path / "m"))
     assert not (tmp_path / "m").exists()
     summary = train(train_config(tiny_data, tmp_path / "p", tune_fraction=0.0, select_on="valid"))  # the way out
-    assert summary["select_split"] == "valid"
+    assert summary.select_split == "valid"
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_resume_keeps_the_tuning_split(tiny_data, tmp_path):
             explicit={"tune_fraction"},
         )
     summary = train(train_config(tiny_data, tmp_path / "m", epochs=2, resume=True), explicit={"epochs"})
-    assert summary["select_split"] == "tune" and summary["epochs_run"] == 2
+    assert summary.select_split == "tune" and summary.epochs_run == 2
 
 
 def test_runs_saved_before_the_tuning_split_resume_as_they_were_trained():
@@ -208,7 +208,7 @@ def test_single_class_validation_selects_by_loss(tiny_data, tmp_path, capsys):
     assert "the valid split has only one class" in capsys.readouterr().out
     metrics = pd.read_csv(tmp_path / "m" / "acl-sagittal" / "metrics.csv")
     assert metrics["valid_auc"].isna().all()
-    assert summary["best_epoch"] == int(metrics["valid_loss"].idxmin()) + 1
+    assert summary.best_epoch == int(metrics["valid_loss"].idxmin()) + 1
     train(
         train_config(tiny_data, tmp_path / "t", epochs=1)
     )  # selecting on tune, the valid split's labels do not matter
@@ -231,7 +231,7 @@ def test_train_split_with_one_class_is_refused(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_exams_per_step_trains(tiny_data, tmp_path):
     summary = train(train_config(tiny_data, tmp_path / "m", exams_per_step=3, epochs=1))
-    assert summary["epochs_run"] == 1
+    assert summary.epochs_run == 1
 
 
 @pytest.mark.slow
@@ -243,8 +243,8 @@ def test_early_stopping(tiny_data, tmp_path, monkeypatch):
     """
     monkeypatch.setattr(torch.optim.Adam, "step", lambda self, closure=None: None)
     summary = train(train_config(tiny_data, tmp_path / "m", epochs=20, patience=2))
-    assert summary["epochs_run"] == 3 and summary["best_epoch"] == 1
-    assert "early stop" in summary["stop_reason"]
+    assert summary.epochs_run == 3 and summary.best_epoch == 1
+    assert "early stop" in summary.stop_reason
 
 
 @pytest.mark.slow
@@ -266,7 +266,7 @@ def test_main_parses_the_command_line(tiny_data, tmp_path):
             "cpu",
         ]
     )
-    assert summary["model"] == "meniscus-coronal"
+    assert summary.model == "meniscus-coronal"
     saved = json.loads((tmp_path / "m" / "meniscus-coronal" / "config.json").read_text())
     assert saved["lr"] == 1e-5 and saved["weight_decay"] == 0.01  # the paper's defaults
     assert (saved["tune_fraction"], saved["select_on"], saved["plateau_on"]) == (0.1, "tune", "loss")
@@ -337,7 +337,7 @@ def test_series_without_labels_are_noted_and_ignored(tiny_data, tmp_path, capsys
     shutil.copy(tiny_data / "train" / "sagittal" / "0000.npy", extra)
     summary = train(train_config(tiny_data, tmp_path / "m"))
     assert "1 train/sagittal series have no label and are ignored (e.g. 0999)" in capsys.readouterr().out
-    assert summary["epochs_run"] == 1
+    assert summary.epochs_run == 1
 
 
 @pytest.mark.slow

@@ -63,6 +63,7 @@ def test_a_guarded_convolution_trains_in_bf16_with_the_fp32_weight_gradient(dept
         assert relative_error(bf16["0.weight"], fp32["0.weight"]) < 0.02, f"trial {trial}"
 
 
+@pytest.mark.slow  # r3d_18 has 33 M parameters
 def test_r3d_18_at_a_small_depth_gets_bf16_weight_gradients_that_point_where_fp32_does():
     """--depth 4 puts layer2 at a depth of 2. Without the fallback its convolutions' gradients are not
     finite, or finite with a cosine of 0.5-0.7 to fp32's; with it every one is above 0.9 here (bf16

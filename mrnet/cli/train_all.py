@@ -10,12 +10,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import PLANES, TASKS
 from ..names import ALL_TASKS
 from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
 from .config_file import CONFIG_HELP, ConfigFileParser
+
+if TYPE_CHECKING:  # --help does not import the training library (torch)
+    from ..training.state import TrainResult
+    from ..training.sweep import WorkerResult
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -69,7 +73,7 @@ def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
     return argv + (["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else []))
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerResult]:
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.task == "all" and args.tasks != list(TASKS):
@@ -99,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         layout.tune_cases_file(base.models_dir).unlink(missing_ok=True)
     tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
     check_both_classes(tune, args.tasks)
+    summaries: list[TrainResult] | list[WorkerResult]
     if len(devices) > 1:
         summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
     else:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..options import option_field
 from ..training.config import TrainConfig  # a dataclass module: no torch import
 from .common import add_option, add_training_args, run_cli, training_config_from_args
 from .config_file import ConfigFileParser
+
+if TYPE_CHECKING:  # --help does not import the training library (torch)
+    from ..training.state import TrainResult
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -20,7 +23,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> TrainResult:
     args = get_args_parser().parse_args(argv)
     cfg, explicit = training_config_from_args(args)
     from ..training.trainer import train

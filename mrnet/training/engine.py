@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,6 +15,28 @@ from ..inference import predict_logits, progress_off, sigmoid
 from ..models import PlaneModel
 from . import distributed
 from .loss import run_loss
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one training epoch returns: the loss summed over its exams, so ranks can pool their shares."""
+
+    loss_sum: float
+    exams: int
+
+    @property
+    def train_loss(self) -> float:
+        """The mean loss per exam (0 for an empty epoch)."""
+        return self.loss_sum / max(self.exams, 1)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """One scoring pass over every exam of a split: the loss, and each exam's logits and probabilities."""
+
+    loss: float
+    probs: np.ndarray  # (n,), or (n, tasks) for a multi-task model
+    logits: np.ndarray  # same shape as probs
 
 
 def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
@@ -49,7 +72,7 @@ def train_one_epoch(
     exams_per_step: int = 1,
     progress: str | None = None,
     task_weights: np.ndarray | None = None,
-) -> dict[str, float]:
+) -> EpochStats:
     """One pass over `order`; with exams_per_step = 1 this is the paper's one exam per step.
 
     `labels` (n,) with one pos_weight for a single-task model; (n, tasks) with one weight per
@@ -79,8 +102,7 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         total += loss.detach().double() * len(batch)
-    loss_sum = float(total.item())
-    return {"train_loss": loss_sum / max(len(order), 1), "loss_sum": loss_sum, "exams": len(order)}
+    return EpochStats(loss_sum=float(total.item()), exams=len(order))
 
 
 def validate(
@@ -94,7 +116,7 @@ def validate(
     ranks: distributed.Ranks = distributed.Ranks(),
     progress: str | None = None,
     task_weights: np.ndarray | None = None,
-) -> dict[str, float | np.ndarray]:
+) -> ValidationResult:
     """Loss and probabilities over ALL exams of the scored split (AUC is computed by the caller, once).
 
     Training scores the split that selects the best epoch: the tuning split, or valid.
@@ -106,4 +128,4 @@ def validate(
     logits = predict_logits(model, [series[i] for i in mine], device, amp_dtype, max_slices, progress)
     logits = distributed.gather_by_index(mine, logits, len(series), ranks)
     loss = run_loss(torch.from_numpy(logits), torch.tensor(labels, dtype=torch.float64), pos_weight, task_weights)
-    return {"loss": float(loss), "probs": sigmoid(logits), "logits": logits}
+    return ValidationResult(loss=float(loss), probs=sigmoid(logits), logits=logits)

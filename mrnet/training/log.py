@@ -14,6 +14,7 @@ import pandas as pd
 from .. import layout
 from ..files import atomic_write
 from .config import TrainConfig
+from .state import TrainResult
 
 
 def metric_columns(select_split: str) -> tuple[str, ...]:
@@ -76,21 +77,21 @@ def log_epoch(cfg: TrainConfig, row: dict[str, Any], seconds: float, writer) -> 
     writer.flush()
 
 
-def print_final_table(cfg: TrainConfig, summary: dict[str, Any]) -> None:
-    split = summary["select_split"]
+def print_final_table(cfg: TrainConfig, summary: TrainResult) -> None:
+    split = summary.select_split
     role = (
         "the tuning split chose this epoch; the valid split is scored once, by train_meta or evaluate"
         if split == "tune"
         else "valid chose this epoch, so as a test figure it is optimistic"
     )
-    print(f"\n{cfg.name}: {summary['stop_reason']}")
-    print(f"  best epoch     {summary['best_epoch']} of {summary['epochs_run']}, chosen on the {split} split")
-    print(f"  {split} AUC{' ' * (10 - len(split))} {summary['best_auc']:.4f}  ({role})")
-    print(f"  {split} loss{' ' * (9 - len(split))} {summary['best_loss']:.4f}")
-    print(f"  checkpoint     {summary['checkpoint']}")
+    print(f"\n{cfg.name}: {summary.stop_reason}")
+    print(f"  best epoch     {summary.best_epoch} of {summary.epochs_run}, chosen on the {split} split")
+    print(f"  {split} AUC{' ' * (10 - len(split))} {summary.best_auc:.4f}  ({role})")
+    print(f"  {split} loss{' ' * (9 - len(split))} {summary.best_loss:.4f}")
+    print(f"  checkpoint     {summary.checkpoint}")
     if len(cfg.tasks) > 1:  # a multi-task run: its per-task views hold the predictions
         views = ", ".join(str(layout.model_dir(cfg.models_dir, t, cfg.plane)) for t in cfg.tasks)
         print(f"  task views     {views}")
     else:
-        print(f"  predictions    {summary['predictions']}")
+        print(f"  predictions    {summary.predictions}")
     print(f"  metrics        {cfg.run_dir() / layout.METRICS}\n")

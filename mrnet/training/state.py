@@ -146,17 +146,36 @@ def save_last(
     save_checkpoint(payload, cfg.run_dir() / layout.LAST)
 
 
-def summary_from_state(cfg: TrainConfig, state: RunState) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainResult:
+    """What train() returns: the best epoch and its numbers, named after the split that selected it.
+
+    `model_state` holds the final weights (on the CPU) only when train() was asked to keep them.
+    """
+
+    model: str  # the run's name, e.g. 'acl-sagittal'
+    epochs_run: int
+    best_epoch: int  # 0 when no epoch was scored
+    select_split: str  # tune or valid
+    best_auc: float  # NaN when no epoch was scored, or when AUC is undefined on the split
+    best_loss: float
+    stop_reason: str
+    checkpoint: str  # best.pt
+    predictions: str  # the best epoch's predictions on the selecting split
+    model_state: dict[str, torch.Tensor] | None = None
+
+
+def summary_from_state(cfg: TrainConfig, state: RunState) -> TrainResult:
     """The best epoch and its numbers, named after the split that selected it."""
     best = next((r for r in state.history if r["epoch"] == state.best_epoch), None)
-    return {
-        "model": cfg.name,
-        "epochs_run": state.epoch,
-        "best_epoch": state.best_epoch,
-        "select_split": state.select_split,
-        "best_auc": best[state.key("auc")] if best else math.nan,
-        "best_loss": best[state.key("loss")] if best else math.nan,
-        "stop_reason": state.stop_reason,
-        "checkpoint": str(cfg.run_dir() / layout.BEST),
-        "predictions": str(layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, state.select_split)),
-    }
+    return TrainResult(
+        model=cfg.name,
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        select_split=state.select_split,
+        best_auc=best[state.key("auc")] if best else math.nan,
+        best_loss=best[state.key("loss")] if best else math.nan,
+        stop_reason=state.stop_reason,
+        checkpoint=str(cfg.run_dir() / layout.BEST),
+        predictions=str(layout.selection_predictions(cfg.models_dir, cfg.task, cfg.plane, state.select_split)),
+    )

@@ -29,6 +29,7 @@ from ..data.fingerprint import describe_changes, fingerprint_of
 from ..errors import MRNetError
 from .config import RECIPE_FIELDS, TrainConfig
 from .multitask import check_not_mixed
+from .state import TrainResult
 from .trainer import train
 
 
@@ -95,7 +96,7 @@ def pending_models(
     return todo
 
 
-def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[dict[str, Any]]:
+def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[TrainResult]:
     """One model after another; a plane's series are loaded once for all its tasks."""
     summaries = []
     for plane in dict.fromkeys(cfg.plane for cfg in todo):
@@ -106,6 +107,16 @@ def train_in_process(todo: list[TrainConfig], explicit: set[str]) -> list[dict[s
             summaries.append(train(cfg, data=data, explicit=explicit))
         del data
     return summaries
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerResult:
+    """One model trained by a worker process: its exit status and the log file it wrote."""
+
+    model: str
+    device: str
+    exit_code: int
+    log: str
 
 
 def default_devices(requested: Sequence[str] | None, device: str) -> list[str]:
@@ -127,7 +138,7 @@ def worker_environment() -> dict[str, str]:
 
 def train_on_devices(
     todo: list[TrainConfig], devices: Sequence[str], command: Callable[[TrainConfig, str], list[str]]
-) -> list[dict[str, Any]]:
+) -> list[WorkerResult]:
     """A queue of models served by one worker process per device; each model logs to its own file.
 
     `command(cfg, device)` is the command line that trains one model on one device. SIGINT
@@ -137,7 +148,7 @@ def train_on_devices(
     jobs: queue.Queue[TrainConfig] = queue.Queue()
     for cfg in todo:
         jobs.put(cfg)
-    results: list[dict[str, Any]] = []
+    results: list[WorkerResult] = []
     lock = threading.Lock()
     env = worker_environment()
     running: set[subprocess.Popen] = set()
@@ -164,7 +175,7 @@ def train_on_devices(
             with lock:
                 running.discard(process)
                 print(f"{cfg.name}: {'done' if code == 0 else f'FAILED (exit {code})'} on {device}", flush=True)
-                results.append({"model": cfg.name, "device": device, "exit_code": code, "log": str(log)})
+                results.append(WorkerResult(model=cfg.name, device=device, exit_code=code, log=str(log)))
 
     def forward(signum: int, frame: Any) -> None:
         with lock:
@@ -184,7 +195,7 @@ def train_on_devices(
             signal.signal(sig, handler)
     if stopping:
         raise KeyboardInterrupt(stopping[0])
-    failed = [r for r in results if r["exit_code"] != 0]
+    failed = [r for r in results if r.exit_code != 0]
     if failed:
-        raise MRNetError("these models failed: " + ", ".join(f"{r['model']} (see {r['log']})" for r in failed))
+        raise MRNetError("these models failed: " + ", ".join(f"{r.model} (see {r.log})" for r in failed))
     return results

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..runinfo import save_run_info
 from ..stats.auc import auc_or_nan
 from . import distributed
 from .config import ALL_TASKS, TrainConfig, merge_resumed_config, validate_config
-from .engine import epoch_augment, shuffled_order, train_one_epoch, validate
+from .engine import ValidationResult, epoch_augment, shuffled_order, train_one_epoch, validate
 from .log import log_epoch, open_tensorboard, print_final_table, write_metrics_csv, write_predictions
 from .loss import task_losses, task_scales
 from .multitask import mark_views, per_task_aucs, save_task_views
@@ -39,6 +40,7 @@ from .setup import (
     prepare_run_dir,
 )
 from .state import (
+    TrainResult,
     plateau_signal,
     save_best,
     save_last,
@@ -65,7 +67,7 @@ def fit(run: Run) -> None:
             run.ranks,
             task_weights=task_weights(cfg, run.pos_weight),
         )
-        check_finite(run, epoch, f"{state.select_split} loss", scored["loss"])
+        check_finite(run, epoch, f"{state.select_split} loss", scored.loss)
         row = epoch_row(run, epoch, train_loss, scored)
         state.record(row)
         if cfg.task == ALL_TASKS:
@@ -74,25 +76,25 @@ def fit(run: Run) -> None:
         state.check_stop(cfg.patience, cfg.epochs)
         if run.ranks.is_main:
             log_epoch(cfg, row, time.perf_counter() - started, run.writer)
-            save_epoch(run, row, scored["probs"])
+            save_epoch(run, row, scored.probs)
         if state.finished:
             break
 
 
-def epoch_row(run: Run, epoch: int, train_loss: float, scored: dict[str, Any]) -> dict[str, Any]:
+def epoch_row(run: Run, epoch: int, train_loss: float, scored: ValidationResult) -> dict[str, Any]:
     """One line of metrics.csv: the losses, the selecting split's AUC (per task too, for a multi-task run), the lr."""
     state = run.state
-    labels, probs = run.select.labels, scored["probs"]
+    labels, probs = run.select.labels, scored.probs
     if labels.ndim == 2:
         aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan, state.select_split)
-        losses = task_losses(scored["logits"], labels, run.pos_weight)
+        losses = task_losses(scored.logits, labels, run.pos_weight)
         aucs.update({f"{state.key('loss')}_{task}": float(v) for task, v in zip(run.cfg.tasks, losses, strict=True)})
     else:
         aucs = {state.key("auc"): auc_or_nan(labels, probs)}
     return {
         "epoch": epoch,
         "train_loss": train_loss,
-        state.key("loss"): scored["loss"],
+        state.key("loss"): scored.loss,
         state.key("auc"): aucs.pop(state.key("auc")),
         "lr": run.optimizer.param_groups[0]["lr"],
         **aucs,
@@ -131,7 +133,7 @@ def train_epoch(run: Run, epoch: int) -> float:
         progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
         task_weights=task_weights(cfg, run.pos_weight),
     )
-    return distributed.mean_over_ranks(stats["loss_sum"], stats["exams"], ranks)
+    return distributed.mean_over_ranks(stats.loss_sum, stats.exams, ranks)
 
 
 def task_weights(cfg: TrainConfig, pos_weight: float | np.ndarray) -> np.ndarray | None:
@@ -168,7 +170,7 @@ def train(
     data: dict[tuple[str, str], SplitData] | None = None,
     explicit: set[str] | None = None,
     keep_model: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train one model; returns a summary (best epoch, AUC, paths).
 
     `data` lets a sweep share series already loaded; `explicit` names the options the user
@@ -188,7 +190,7 @@ def train(
 
 def _train(
     cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
-) -> dict[str, Any]:
+) -> TrainResult:
     if not cfg.resume:  # a tuning split that cannot serve is refused before anything is written
         try:
             tune = tune_split_for(cfg.data_dir, cfg.tune_fraction, cfg.split_seed)
@@ -208,7 +210,7 @@ def _train(
 
 def _train_locked(
     cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
-) -> dict[str, Any]:
+) -> TrainResult:
     say = print if ranks.is_main else (lambda *a, **k: None)
     resumed = prepare_run_dir(cfg)
     distributed.barrier(ranks)  # every rank has read the run folder before rank 0 writes to it
@@ -257,5 +259,5 @@ def _train_locked(
     if ranks.is_main:
         print_final_table(cfg, summary)
     if keep_model:
-        summary["model_state"] = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        summary = replace(summary, model_state={k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})
     return summary

@@ -3,6 +3,8 @@ out most in the plane where it does in real scans."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from mrnet import PLANES, TASKS
@@ -50,11 +52,17 @@ def dilate(mask: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
+@functools.cache
+def exam_with_masks(seed: int, labels: tuple[int, int, int]) -> tuple[dict, dict]:
+    """One exam of the measures below and its masks, made once: the tests share exams (e.g. the normal baseline)."""
+    return make_exam(seed, labels, size=SIZE, slices=(8, 12), return_masks=True)
+
+
 def lesion_change(seed: int, labels: tuple[int, int, int], baseline: tuple[int, int, int], task: str) -> dict:
     """Per plane: mean |exam with lesion - same exam without| inside the lesion mask, in units of
     the series' standard deviation (how much the lesion stands out against that series' contrast)."""
-    lesion, masks = make_exam(seed, labels, size=SIZE, slices=(8, 12), return_masks=True)
-    plain = make_exam(seed, baseline, size=SIZE, slices=(8, 12))
+    lesion, masks = exam_with_masks(seed, labels)
+    plain, _ = exam_with_masks(seed, baseline)
     change = {}
     for plane in PLANES:
         mask = masks[plane][task]
@@ -65,7 +73,7 @@ def lesion_change(seed: int, labels: tuple[int, int, int], baseline: tuple[int, 
 
 def surround_contrast(seed: int, labels: tuple[int, int, int], task: str) -> dict:
     """Per plane: |mean inside the lesion - mean of a 2-pixel ring around it| / series std."""
-    series, masks = make_exam(seed, labels, size=SIZE, slices=(8, 12), return_masks=True)
+    series, masks = exam_with_masks(seed, labels)
     contrast = {}
     for plane in PLANES:
         mask = masks[plane][task]

@@ -13,8 +13,9 @@ from mrnet.cli.train_all import get_args_parser as train_all_parser
 from mrnet.cli.train_plane import get_args_parser as train_plane_parser
 from mrnet.cli.train_plane import main as train_plane
 from mrnet.errors import MRNetError
+from mrnet.files import write_json
 from mrnet.options import LENGTH, RECIPE, flags_of, options_of
-from mrnet.runinfo import save_run_info
+from mrnet.runinfo import plain
 from mrnet.training.config import RECIPE_FIELDS, RUN_FIELDS, TrainConfig
 
 
@@ -86,12 +87,12 @@ def test_a_file_that_is_not_a_table_of_options_is_refused(tmp_path, text, proble
 def test_a_saved_config_is_a_valid_input(tmp_path):
     """What the training commands write as config.json reads back as the same config."""
     cfg = TrainConfig(task="all", plane="coronal", lr=3e-4, seed=7, pool="attention", augment=False, eval_max_slices=16)
-    save_run_info(tmp_path, cfg)
+    write_json(tmp_path / "config.json", plain(cfg))  # save_run_info's config.json, without its git call
     assert config_of(["--config", str(tmp_path / "config.json")])[0] == cfg
 
 
 def test_train_all_takes_the_recipe_of_a_saved_model_and_keeps_its_own_grid(tmp_path):
-    save_run_info(tmp_path, TrainConfig(task="acl", plane="axial", lr=3e-4, pretrained=False))
+    write_json(tmp_path / "config.json", plain(TrainConfig(task="acl", plane="axial", lr=3e-4, pretrained=False)))
     args = train_all_parser().parse_args(["--config", str(tmp_path / "config.json"), "--tasks", "meniscus"])
     assert (args.task, args.tasks, args.planes) == (None, ["meniscus"], ["axial", "coronal", "sagittal"])
     assert (args.lr, args.pretrained) == (3e-4, False)

@@ -70,7 +70,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
 
     'auto' uses bf16 on CUDA devices that support it, and on CPUs with native bf16
     instructions, where it was measured 1.7-1.9x faster than fp32 for training and
-    evaluation (see README, 'Speed'); elsewhere fp32.
+    evaluation (see docs/speed.md); elsewhere fp32.
     """
     if mode not in AMP_MODES:
         raise MRNetError(f"--amp {mode}: choose one of {', '.join(AMP_MODES)}")
@@ -102,7 +102,7 @@ def to_device(array, device: torch.device) -> torch.Tensor:
 
 
 # Slices per forward pass when evaluating. On the CPU, batches of about 64 slices keep the
-# activations in cache and measured faster than larger ones (README, 'Speed'); on CUDA, larger
+# activations in cache and measured faster than larger ones (docs/speed.md); on CUDA, larger
 # batches keep the GPU busy.
 EVAL_MAX_SLICES = {"cpu": 64, "cuda": 512}
 

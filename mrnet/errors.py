@@ -36,7 +36,7 @@ def format_problems(where: str, problems: Sequence[str]) -> str:
     lines += [f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS]]
     if count > MAX_LISTED_PROBLEMS:
         lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more of the same kinds")
-    lines.append("See 'Bad input' in README.md for what each check expects.")
+    lines.append("The manual's page 'Bad input and reliability' (docs/reliability.md) says what each check expects.")
     return "\n".join(lines)
 
 

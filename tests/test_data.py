@@ -1,4 +1,4 @@
-"""Reading the MRNet layout and every data check (one test per row of README's bad-input table)."""
+"""Reading the MRNet layout and every data check (one test per row of the docs' bad-input table)."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_train_all_resumes_a_half_finished_sweep(tiny_data, tmp_path, monkeypatc
 
 
 def break_dataset(data: Path) -> None:
-    """The two problems of README's example: a cut-short download and a header line."""
+    """The two problems of the docs' example: a cut-short download and a header line."""
     path = data / "train" / "sagittal" / "0004.npy"
     path.write_bytes(path.read_bytes()[:300])
     text = (data / "valid-acl.csv").read_text()

@@ -1,6 +1,6 @@
 """Reading the MRNet-v1.0 layout: label files, series files, and a checked in-memory cache.
 
-Layout (see README):
+Layout (docs/real-data.md):
     DATA/{train,valid}/{axial,coronal,sagittal}/NNNN.npy   uint8 (s, H, W)
     DATA/{split}-{task}.csv                                 rows `NNNN,label`, no header
 

@@ -240,6 +240,6 @@ def check_inputs(exams: Sequence[ExamInput], dicom: DicomOptions | None = None) 
         raise MRNetError(
             f"{count} input series cannot be used, no predictions written:\n  - "
             + "\n  - ".join(problems)
-            + "\nSee 'Bad input' in README.md for what each check expects."
+            + "\nThe manual's page 'Bad input and reliability' (docs/reliability.md) says what each check expects."
         )
     return checked

@@ -110,13 +110,13 @@ def _to_uint8_losslessly(array: np.ndarray) -> np.ndarray:
         if not np.array_equal(array, np.round(array)):
             raise SeriesProblem(
                 f"dtype {array.dtype} with fractional values (range {array.min():.3g}..{array.max():.3g}); "
-                "expected uint8 0..255 - rescale it to uint8 yourself (see README, 'Bad input')"
+                "expected uint8 0..255 - rescale it to uint8 yourself (see the manual, 'Bad input and reliability')"
             )
     low, high = array.min(), array.max()
     if low < 0 or high > 255:
         raise SeriesProblem(
             f"dtype {array.dtype} with values {low:.6g}..{high:.6g} outside 0..255; expected uint8 - "
-            "rescale it to uint8 yourself (see README, 'Bad input')"
+            "rescale it to uint8 yourself (see the manual, 'Bad input and reliability')"
         )
     return array.astype(np.uint8)
 

@@ -31,7 +31,7 @@ def build_model(pretrained: bool = True, weights_path: str | None = None, args: 
 
 
 def memory_format(model: nn.Module) -> torch.memory_format:
-    """channels_last for 2-D backbones (measured faster, README 'Speed'); its 3-D form for volumes."""
+    """channels_last for 2-D backbones (measured faster, docs/speed.md); its 3-D form for volumes."""
     return torch.channels_last_3d if isinstance(model, VolumeNet) else torch.channels_last
 
 

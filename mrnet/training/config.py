@@ -147,7 +147,7 @@ class TrainConfig:
         role=RUN,
         choices=AMP_MODES,
     )
-    # Measured faster on the CPU (README, 'Speed').
+    # Measured faster on the CPU (docs/speed.md).
     channels_last: bool = option(True, "keep the default NCHW memory format instead of channels_last", role=RUN)
     resume: bool = option(False, "continue the run in the output folder from its last completed epoch", role=RUN)
     overwrite: bool = option(False, "replace an earlier run in the output folder", role=RUN)

@@ -1,4 +1,4 @@
-"""Headless Chromium: a page's DOM after its scripts ran, and screenshots. For the tests and the README's picture.
+"""Headless Chromium: a page's DOM after its scripts ran, and screenshots. For the tests and the docs' picture.
 
 Chromium's command line does both without a driver library: --dump-dom prints the DOM once
 the page (and, with a virtual time budget, its image decoding and promises) has settled, and

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .errors import MRNetError
 TEMP_SUFFIX = ".tmp"
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Write through a temporary file in the same folder, then rename over `path`.
 
     A crash or a full disk mid-write leaves the previous file untouched: os.replace is
@@ -42,7 +42,7 @@ def save_figure(figure: Any, path: str | Path) -> Path:
     return path
 
 
-def atomic_write_many(writes: dict[Path, Callable[[Path], None]]) -> None:
+def atomic_write_many(writes: Mapping[Path, Callable[[Path], object]]) -> None:
     """Write every file to its temporary first, then rename them all: outputs that belong together change together.
 
     A failure while writing (a full disk, a bad value) removes every temporary and leaves

@@ -60,7 +60,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
 
 def plain(config: Any) -> dict[str, Any]:
-    return asdict(config) if is_dataclass(config) else dict(config)
+    return asdict(config) if is_dataclass(config) and not isinstance(config, type) else dict(config)
 
 
 def save_run_info(folder: Path, config: Any, device: str | None = None) -> None:

@@ -208,7 +208,8 @@ def check_plane(info: SeriesInfo, plane: str, options: DicomOptions) -> list[str
         )
     if info.plane.name == plane:
         return []
-    cosines = np.round(orientation_of(info.datasets[0]), 3).tolist()
+    orientation = orientation_of(info.datasets[0])
+    cosines = [] if orientation is None else np.round(orientation, 3).tolist()
     found = info.plane.describe()
     if options.ignore_orientation:
         return [f"warning: the orientation is {found}, used as {plane} because of --ignore-orientation"]

@@ -28,9 +28,8 @@ def orientation_of(ds: Any) -> np.ndarray | None:
     """ImageOrientationPatient (row and column direction cosines, (6,)), also from an enhanced multi-frame file."""
     value = getattr(ds, "ImageOrientationPatient", None)
     if value is None:
-        shared = getattr(ds, "SharedFunctionalGroupsSequence", None)
         try:
-            value = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+            value = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
         except (AttributeError, IndexError, TypeError):
             return None
     try:
@@ -99,12 +98,14 @@ def slice_order(datasets: Sequence[Any]) -> tuple[list[int], list[float] | None]
     orientation = orientation_of(datasets[0]) if datasets else None
     if orientation is not None:
         normal = slice_normal(orientation)
-        positions = [position_along_normal(ds, normal) for ds in datasets]
-        if all(p is not None for p in positions):
+        found = [position_along_normal(ds, normal) for ds in datasets]
+        positions = [p for p in found if p is not None]
+        if len(positions) == len(datasets):
             order = sorted(range(len(datasets)), key=lambda i: positions[i])
             return order, [positions[i] for i in order]
-    numbers = [instance_number(ds) for ds in datasets]
-    if all(n is not None for n in numbers):
+    read = [instance_number(ds) for ds in datasets]
+    numbers = [n for n in read if n is not None]
+    if len(numbers) == len(datasets):
         return sorted(range(len(datasets)), key=lambda i: numbers[i]), None
     return list(range(len(datasets))), None
 

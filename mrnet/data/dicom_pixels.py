@@ -84,10 +84,8 @@ def _first_line(err: BaseException) -> str:
 def modality_values(ds: Any, pixels: np.ndarray) -> np.ndarray:
     """Stored values -> modality values (float64) with this file's own modality LUT or rescale slope/intercept."""
     if getattr(ds, "ModalityLUTSequence", None):
-        try:
-            from pydicom.pixels import apply_modality_lut
-        except ImportError:  # pydicom 2.x
-            from pydicom.pixel_data_handlers.util import apply_modality_lut
+        from pydicom.pixels import apply_modality_lut  # pydicom 3 (the dicom extra's floor)
+
         return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
     slope = _number(getattr(ds, "RescaleSlope", None), 1.0) or 1.0
     intercept = _number(getattr(ds, "RescaleIntercept", None), 0.0)

@@ -44,7 +44,7 @@ def exams_from_inputs(
     missing = [f"--{p}" for p, f in zip(PLANES, plane_files, strict=True) if f is None]
     if missing:
         raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
-    sources = {p: Path(f) for p, f in zip(PLANES, plane_files, strict=True)}
+    sources = {p: Path(f) for p, f in zip(PLANES, plane_files, strict=True) if f is not None}
     return unique_case_ids([ExamInput(case_id_for(sources), sources)])
 
 
@@ -117,7 +117,7 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
         if all(n is None for n in named):
             planes = list(PLANES)
         elif sorted(n or "" for n in named) == sorted(PLANES):
-            planes = named
+            planes = [n for n in named if n is not None]
         else:
             problems.append(
                 f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "

@@ -22,7 +22,9 @@ FINGERPRINT_VERSION = 1
 MAX_NAMED = 6
 
 
-def split_fingerprint(cases: Sequence[str], labels: Sequence[int], shapes: Sequence[tuple[int, ...]]) -> dict[str, Any]:
+def split_fingerprint(
+    cases: Sequence[str], labels: Sequence[int] | np.ndarray, shapes: Sequence[tuple[int, ...]]
+) -> dict[str, Any]:
     """One split: cases in order, labels as a 0/1 string, slice counts and the set of slice sizes."""
     entry = {
         "cases": list(cases),

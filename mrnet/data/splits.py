@@ -97,7 +97,8 @@ def combination_name(combination: Combination) -> str:
 
 def train_combinations(data_dir: str | Path) -> dict[str, Combination]:
     """Every train case's label combination, from the three train label files."""
-    tables, problems = {}, []
+    tables: dict[str, pd.Series] = {}
+    problems: list[str] = []
     for task in TASKS:
         table, found = parse_labels(label_path(data_dir, "train", task))
         tables[task], problems = table.set_index("case")["label"], problems + found

@@ -90,6 +90,7 @@ def make_dataset(
         for offset, labels in enumerate(combos):
             index = first + offset
             exam = make_exam(exam_rng(seed, index), labels, size=size, slices=slices)
+            assert isinstance(exam, dict)  # no masks asked for: one array per plane
             for plane in PLANES:
                 np.save(out / split / plane / f"{case_id(index)}.npy", exam[plane])
             if progress is not None:

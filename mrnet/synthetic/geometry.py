@@ -150,7 +150,7 @@ def block_for_box(box: Box, pose: Pose, grid: SamplingGrid) -> tuple[slice, slic
         if span is None:
             return None
         block.append(span)
-    return tuple(block)
+    return block[0], block[1], block[2]
 
 
 def knee_coordinates(pose: Pose, grid: SamplingGrid) -> list[np.ndarray]:

@@ -29,9 +29,8 @@ Labels = tuple[int, int, int]
 
 
 def validate_labels(labels: Labels | Mapping[str, int]) -> Labels:
-    if isinstance(labels, Mapping):
-        labels = tuple(labels[t] for t in TASKS)
-    values = tuple(int(v) for v in labels)
+    given = tuple(labels[t] for t in TASKS) if isinstance(labels, Mapping) else tuple(labels)
+    values = tuple(int(v) for v in given)
     if len(values) != 3 or any(v not in (0, 1) for v in values):
         raise ValueError(f"labels must be three 0/1 values (abnormal, acl, meniscus), got {labels!r}")
     if values[0] == 0 and (values[1] or values[2]):

@@ -44,7 +44,8 @@ class Ellipsoid:
         return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0
 
     def grown(self, by: float) -> Ellipsoid:
-        return Ellipsoid(self.center, tuple(r + by for r in self.radii))
+        rx, ry, rz = self.radii
+        return Ellipsoid(self.center, (rx + by, ry + by, rz + by))
 
 
 @dataclass(frozen=True)

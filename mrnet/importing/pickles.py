@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 # (module, name) pairs an ndarray's pickle uses: numpy < 2 writes numpy.core, numpy >= 2 numpy._core;
-# _frombuffer is what protocol 5 writes for an array.
+# _frombuffer is what protocol 5 writes for an array; _codecs.encode turns text back into the array's bytes in a
+# protocol 0-2 pickle written by Python 3 (a pure conversion; Python 2's pickles, as KneeMRI's, do without it).
 ALLOWED = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -24,6 +25,7 @@ ALLOWED = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),
     }
 )
 

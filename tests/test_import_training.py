@@ -67,3 +67,64 @@ def test_kneemri_cohort_trains_acl_from_a_models_folder(tiny_data, tmp_path):
         )
     saved = load_checkpoint(layout.best_checkpoint(tmp_path / "retrained", "acl", "sagittal"))
     assert saved["config"]["init_from"] == str(tmp_path / "first")
+
+
+@pytest.mark.slow  # imports 12 DICOM studies, trains nine one-epoch models and evaluates them
+def test_an_imported_dicom_cohort_trains_and_evaluates(tmp_path):
+    from mrnet.cli.evaluate import main as evaluate
+    from mrnet.cli.import_data import main as import_data
+    from mrnet.cli.train_all import main as train_all
+    from tests.import_cohorts import write_dicom_cohort
+
+    src, labels, _ = write_dicom_cohort(tmp_path, 12)
+    data, run = tmp_path / "DATA", tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        import_data(
+            [
+                "dicom",
+                str(src),
+                "--labels",
+                str(labels),
+                "--out",
+                str(data),
+                "--size",
+                "64",
+                "--series",
+                "sagittal=SAGITTAL KNEE",
+            ]
+        )
+        train_all(
+            [
+                "--data-dir",
+                str(data),
+                "--models-dir",
+                str(run),
+                "--no-pretrained",
+                "--epochs",
+                "1",
+                "--tune-fraction",
+                "0",
+                "--select-on",
+                "valid",
+                "--device",
+                "cpu",
+                "--no-augment",
+            ]
+        )
+        metrics = evaluate(
+            [
+                "--data-dir",
+                str(data),
+                "--models-dir",
+                str(run),
+                "--bootstrap",
+                "0",
+                "--heatmap-exams",
+                "0",
+                "--viewer-exams",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+    assert metrics is not None and (run / "report" / "report.md").is_file()

@@ -7,7 +7,7 @@ back the very series it was written from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +49,13 @@ def write_series(
     fov_mm: float = FOV_MM,
     skip_slices: Sequence[int] = (),
     prefix: str = "IM",
+    headers: Mapping[str, object] | None = None,
 ) -> str:
     """Write uint8 (s, H, W) as one DICOM file per slice into folder, in a shuffled order; returns the series UID.
 
     File names follow a random permutation, so neither the names nor the order the files are
-    listed in tells the slice order: only ImagePositionPatient does.
+    listed in tells the slice order: only ImagePositionPatient does. `headers` are set on every
+    file last (a study's UID, a patient, an accession number).
     """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -70,6 +72,8 @@ def write_series(
         ds.SeriesDescription = description or f"{plane.upper()} KNEE"
         if window:
             ds.WindowCenter, ds.WindowWidth = 128, 256  # maps modality values 0..255 onto 0..255 exactly
+        for keyword, value in (headers or {}).items():
+            setattr(ds, keyword, value)
         ds.save_as(folder / f"{prefix}{names[index]:04d}", enforce_file_format=True)
     return series_uid
 

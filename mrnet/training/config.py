@@ -134,6 +134,13 @@ class TrainConfig:
         True, "train the backbone from scratch instead of ImageNet (Kinetics for r3d_18) weights", role=RECIPE
     )
     weights: str | None = option(None, "a local torchvision weights file of the backbone (no download)", role=RECIPE)
+    init_from: str | None = option(
+        None,
+        "start from a trained model's weights instead of ImageNet's: a checkpoint (RUN/acl-sagittal/best.pt), or a "
+        "models folder, where each model starts from its own task and plane's best.pt; the model arguments "
+        "(backbone, pool, bn, depth, outputs) must match",
+        role=RECIPE,
+    )
     augment: bool = option(True, "switch off rotation/shift/flip augmentation", role=RECIPE)
     exams_per_step: int = option(
         1, "exams per optimiser step (default {default}, the paper's recipe)", role=RECIPE, check=at_least(1)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,8 @@ def build_run(
     model = build_model(cfg.pretrained, cfg.weights, ModelArgs(**cfg.model_args())).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=memory_format(model))
+    if resumed is None and cfg.init_from:
+        load_initial_weights(cfg, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=plateau_mode(cfg.plateau_on), factor=cfg.lr_factor, patience=cfg.lr_patience
@@ -210,6 +213,31 @@ def build_run(
         amp_dtype,
         ranks,
     )
+
+
+def init_checkpoint(cfg: TrainConfig) -> Path:
+    """--init-from as a file: the checkpoint itself, or the same task and plane's best.pt in a models folder."""
+    source = Path(str(cfg.init_from))
+    return layout.best_checkpoint(source, cfg.task, cfg.plane) if source.is_dir() else source
+
+
+def load_initial_weights(cfg: TrainConfig, model: PlaneModel) -> None:
+    """Start from a trained model (retraining on another cohort): same model arguments, else a clear refusal.
+
+    The path stays in the run's config (config.json and every checkpoint), so a model says where it started.
+    """
+    path = init_checkpoint(cfg)
+    source = load_checkpoint(path)
+    wanted, found = model.model_args(), source.get("model_args")
+    if found != wanted:
+        differ = ", ".join(
+            f"{k} {found.get(k)!r} there, {wanted[k]!r} here" for k in wanted if (found or {}).get(k) != wanted[k]
+        )
+        raise CheckpointError(f"--init-from {path}: a model with other arguments ({differ}); it cannot start this one")
+    try:
+        model.load_state_dict(source["model"])
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"--init-from {path}: its weights do not fit ({str(err).splitlines()[0]})") from None
 
 
 def most_common_size(split: SplitData) -> int:

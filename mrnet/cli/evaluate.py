@@ -13,11 +13,11 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import EVAL_SLICES_HELP, ArgumentParser, add_models_dir, add_tasks, config_from_args, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False,
         description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
         "heatmaps, report.md and competition-format predictions.",

@@ -22,24 +22,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
 from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble.file import load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
-from ..inference import fit_to_size, load_plane_model, slice_attention
+from ..inference import PlaneModels, fit_to_size, slice_attention
+from ..outputs import MANIFEST, OutputFolders
 from ..runinfo import environment, plain
 from ..stats.auc import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices
 from ..stats.calibration import calibration
 from ..stats.thresholds import cross_validated_operating_point, operating_point
 from .report import ReportContent, plot_reliability, plot_roc, save_csv, write_report
 from .report_html import write_html_report
-from .scores import TaskScores, run_scores
+from .scores import TaskScores, load_fitted_ensembles, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
 
 MODELS = (*PLANES, "ensemble")
@@ -171,7 +170,7 @@ def predictions_by_case(scores: dict[str, TaskScores], tasks: Sequence[str]) -> 
 
 
 def write_heatmaps(
-    cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path, device: torch.device
+    cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path, models: PlaneModels
 ) -> list[tuple[str, Path]]:
     """CAM overlays for the positives with the highest ensemble probability, on the task's heatmap plane."""
     if cfg.heatmap_exams == 0:
@@ -180,7 +179,8 @@ def write_heatmaps(
     if positives.empty:
         return []
     plane = HEATMAP_PLANE[task]
-    model, size = load_plane_model(cfg.models_dir, task, plane, device)
+    loaded = models.get(task, plane)  # the model that scored the exams, not best.pt read again
+    model, size, device = loaded.model, loaded.image_size, models.device
     items, warned = [], set()
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
         path = series_path(cfg.data_dir, cfg.split, plane, row.case)
@@ -258,9 +258,10 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         log(f"evaluate: {line}")
     out = cfg.out_dir()
     check_writable(out, "--out")
-    ensembles = {task: load_checked_ensemble(cfg.models_dir, task) for task in tasks}
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles)
+    models = PlaneModels(cfg.models_dir, scoring.device)  # each best.pt read once, for scores, heatmaps and pages
+    ensembles = load_fitted_ensembles(models, tasks)
+    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles, models)
 
     rows, roc_figures, reliability, heatmaps = [], {}, {}, {}
     for task in tasks:
@@ -271,7 +272,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
         roc_figures[task] = plot_roc(task, labels, probs, aucs, out / f"roc-{task}.png")
         reliability[task] = plot_reliability(task, labels, probs, out / f"calibration-{task}.png")
-        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", scoring.device)
+        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", models)
     metrics = with_mean_rows(rows, cfg.split)
     save_csv(out / "metrics.csv", metrics)
 
@@ -280,15 +281,14 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     labels = {t: by_case[f"{t}_label"].to_numpy() for t in tasks}
     score = float(metrics.loc[(metrics["task"] == "mean") & (metrics["model"] == "ensemble"), "auc"].iloc[0])
     notes = provenance(cfg, scores, metrics)
-    if set(tasks) == set(TASKS):
+    full = set(tasks) == set(TASKS)
+    if full:
         save_csv(out / "predictions.csv", by_case[list(TASKS)], header=False)
     else:
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
     tables = {(task, cfg.split): scores[task].table for task in tasks}
-    shown = write_showcase(
-        cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring
-    )
+    shown = write_showcase(cfg.data_dir, models, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring)
     content = ReportContent(
         split=cfg.split,
         n_exams=len(by_case),
@@ -313,4 +313,16 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     write_html_report(out / "report.html", metrics, content)
     write_json(out / "evaluate_config.json", plain(cfg))
     write_json(out / "evaluate_environment.json", environment())
+    outputs = OutputFolders("evaluate", out)
+    outputs.add([*roc_figures.values(), *reliability.values(), *(p for items in heatmaps.values() for _, p in items)])
+    outputs.add([out / name for name in ("metrics.csv", "predictions_with_ids.csv", "predictions.csv")[: 2 + full]])
+    outputs.add([page for items in content.viewer_pages.values() for _, page in items])
+    outputs.add([content.viewer_index] if content.viewer_index else [])
+    outputs.add([report, out / "report.html", out / "evaluate_config.json", out / "evaluate_environment.json"])
+    removed = outputs.finish()
+    if removed:
+        notes.append(
+            f"{len(removed)} file(s) an earlier evaluate run wrote in {out} and this one did not were removed "
+            f"(listed in {MANIFEST}): {', '.join(p.name for p in removed[:5])}" + (" ..." if len(removed) > 5 else "")
+        )
     return Evaluation(metrics, cfg.split, len(by_case), cfg.bootstrap, score, notes, report)

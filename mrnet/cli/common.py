@@ -60,14 +60,22 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # --lr must not stand for --lr-factor
         super().__init__(*args, **kwargs)
 
-    def parse_known_args(  # type: ignore[override]  # the same call, without argparse's overloads
+    def parse_args(  # type: ignore[override]  # the same call, without argparse's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        return super().parse_args(self._once(args), namespace)  # before a subclass reads any option (--config)
+
+    def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        return super().parse_known_args(self._once(args), namespace)
+
+    def _once(self, args: Sequence[str] | None) -> list[str]:
         tokens = list(sys.argv[1:] if args is None else args)
         repeated = repeated_option(self, tokens)
         if repeated:
             self.error(repeated)
-        return super().parse_known_args(tokens, namespace)
+        return tokens
 
 
 REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction)

@@ -36,9 +36,9 @@ from ..runinfo import environment, plain
 from ..stats.auc import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices
 from ..stats.calibration import calibration
 from ..stats.thresholds import cross_validated_operating_point, operating_point
-from .report import ReportContent, plot_reliability, plot_roc, save_csv, write_report
+from .report import ReportContent, plot_reliability, plot_roc, relations_of, save_csv, write_report
 from .report_html import write_html_report
-from .scores import TaskScores, load_fitted_ensembles, run_scores
+from .scores import PLANES_CHOSE_HERE, TaskScores, load_fitted_ensembles, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
 
 MODELS = (*PLANES, "ensemble")
@@ -119,7 +119,9 @@ def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> l
                 "task": scores.task,
                 "model": model,
                 "split": split,
-                "probabilities": scores.ensemble_scored if model == "ensemble" else scores.plane_scored(model, split),
+                "probabilities": scores.ensemble_relation(split)
+                if model == "ensemble"
+                else scores.plane_scored(model, split),
                 "n": len(labels),
                 "positives": int(labels.sum()),
                 "auc": interval.auc,
@@ -141,6 +143,11 @@ def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> l
             }
         )
     return rows
+
+
+def relation(scores: TaskScores, model: str, split: str) -> str:
+    """How a model's probabilities on the split relate to what chose it (the 'probabilities here' column)."""
+    return scores.ensemble_relation(split) if model == "ensemble" else scores.plane_scored(model, split)
 
 
 def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
@@ -224,9 +231,21 @@ def provenance(cfg: EvalConfig, scores: dict[str, TaskScores], metrics: pd.DataF
             )
         elif ts.ensemble_scored == "in-sample":
             line += ", which includes these exams: its figures here are in-sample (optimistic)."
+        elif ts.ensemble_relation(split) == PLANES_CHOSE_HERE:
+            line += (
+                ": these exams did not fit it, but they chose the epochs of the plane models it combines, so its "
+                "figures here are selection-biased (optimistic), not test figures. Only a split that chose nothing "
+                "gives test figures."
+            )
         else:
             line += ": these exams are held out from it."
         lines.append(line)
+        if ts.same_tuning_split():
+            lines.append(
+                f"The {task} plane models' epochs and its stacker were chosen on the same tuning split: the stacker "
+                "learned from tuning probabilities made optimistic by the epoch choice (each epoch was picked where "
+                "it scored best there), so it may weigh the planes more than new exams warrant."
+            )
     sources = sorted(set(metrics.loc[metrics["task"] != "mean", "threshold_chosen_on"]))
     line = f"Operating thresholds (Youden's J) were chosen on {' / '.join(sources)}, never on training probabilities."
     if any("out-of-fold" in source for source in sources):
@@ -308,6 +327,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
             for task, items in shown.items()
         },
         viewer_index=out / VIEWER_FOLDER / "index.html" if any(shown.values()) else None,
+        relations=relations_of(metrics),
     )
     report = write_report(out / "report.md", metrics, content)
     write_html_report(out / "report.html", metrics, content)

@@ -21,6 +21,8 @@ from ..ensemble.file import SavedEnsemble, load_ensemble
 from ..ensemble.stacker import scored_ensemble
 from ..inference import PlaneModels, plane_probabilities
 
+PLANES_CHOSE_HERE = "planes' epochs chosen here"  # the ensemble's label on a split that chose its planes' epochs
+
 
 @dataclass
 class TaskScores:
@@ -36,6 +38,18 @@ class TaskScores:
     @property
     def fit_on(self) -> str:
         return self.saved.fit_on
+
+    def ensemble_relation(self, split: str) -> str:
+        """How the ensemble's probabilities here relate to what chose it: never held-out on a split that chose
+        a plane model's epoch, since the stacker combines exactly those selection-biased planes."""
+        if self.ensemble_scored == "held-out" and self.same_data and split in self.selected_on.values():
+            return PLANES_CHOSE_HERE
+        return self.ensemble_scored
+
+    def same_tuning_split(self) -> bool:
+        """Whether the planes' epochs and the stacker were both chosen on the tuning split (--select-on tune,
+        --fit-on tune): the stacker then learned from probabilities the epoch choice made optimistic."""
+        return self.fit_on == "tune" and "tune" in self.selected_on.values()
 
     def plane_scored(self, plane: str, split: str) -> str:
         """held-out; in-sample on train; 'chose the epoch' on the split that picked the plane model's epoch."""

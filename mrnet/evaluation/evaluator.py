@@ -335,7 +335,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     write_json(out / "evaluate_environment.json", environment())
     outputs = OutputFolders("evaluate", out)
     outputs.add([*roc_figures.values(), *reliability.values(), *(p for items in heatmaps.values() for _, p in items)])
-    outputs.add([out / name for name in ("metrics.csv", "predictions_with_ids.csv", "predictions.csv")[: 2 + full]])
+    outputs.add([out / "metrics.csv", out / "predictions_with_ids.csv", *([out / "predictions.csv"] if full else [])])
     outputs.add([page for items in content.viewer_pages.values() for _, page in items])
     outputs.add([content.viewer_index] if content.viewer_index else [])
     outputs.add([report, out / "report.html", out / "evaluate_config.json", out / "evaluate_environment.json"])

@@ -205,13 +205,15 @@ def write_cams(
     task_models: Sequence[TaskModels],
     device: torch.device,
     converted: dict[tuple[Path, str], np.ndarray] | None = None,
-) -> None:
+) -> list[Path]:
     """Heatmaps of the top slices per exam, task and plane into <cam>/<case>/; a GIF through all slices if asked.
+    Returns the files written.
 
     Each series at the slice size its model was trained on, as it was scored (inference.fit_to_size,
     which has already warned about a resize). Plane by plane, so one plane's series are in memory.
     """
     converted = converted or {}
+    written: list[Path] = []
     for plane in PLANES:
         raw = [exam_series(e, plane, converted) for e in exams]
         for tm in task_models:
@@ -222,7 +224,10 @@ def write_cams(
                 folder = cam.out_dir / exam.case
                 weights = slice_attention(model, volume, device)
                 prefix = f"{tm.task}-{plane}"
-                save_cam_overlays(volume, cams, scores, folder, prefix, top_k=cam.top_k, slice_weights=weights)
+                written += save_cam_overlays(
+                    volume, cams, scores, folder, prefix, top_k=cam.top_k, slice_weights=weights
+                )
                 if cam.gif:
-                    save_cam_gif(volume, cams, scores, folder / f"{prefix}.gif")
+                    written.append(save_cam_gif(volume, cams, scores, folder / f"{prefix}.gif"))
         del raw
+    return written

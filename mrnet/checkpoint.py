@@ -6,6 +6,8 @@ reads it without running pickled code.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +38,36 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Load and check a checkpoint; refuse files that are not ours or belong to another model."""
+    return read_checkpoint(path, task, plane, map_location)[0]
+
+
+def read_checkpoint(
+    path: str | Path,
+    task: str | None = None,
+    plane: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[dict[str, Any], str]:
+    """A checked checkpoint and the sha256 of the very bytes it was built from.
+
+    The file is read once: hashing it and loading it separately would let a file replaced in
+    between (a resumed training run) be loaded under the old file's hash.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read ({err.strerror or err})") from None
+    return checked_state(data, path, task, plane, map_location), hashlib.sha256(data).hexdigest()
+
+
+def checked_state(
+    data: bytes, path: Path, task: str | None, plane: str | None, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """A checkpoint's bytes loaded without running pickled code, then checked: marker, version, task and plane."""
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path} is not a readable MRNet checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

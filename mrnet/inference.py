@@ -19,13 +19,15 @@ import torch
 from tqdm import tqdm
 
 from . import PLANES, layout
-from .checkpoint import load_checkpoint
+from .checkpoint import read_checkpoint
 from .data.dataset import check_and_load
 from .data.exams import ExamInput, read_series
 from .data.series import MAX_SIZE, MIN_SIZE, resize_series
 from .data.transforms import preprocess
 from .device import Scoring, autocast, describe, to_device
 from .errors import CheckpointError, MRNetError
+from .invocation import command
+from .lock import lock_holder
 from .models import PlaneModel, model_for_inference
 from .models.pooling import GatedAttentionPool
 
@@ -116,18 +118,92 @@ class TaskModels:
     image_sizes: dict[str, int]
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """A plane model as one command uses it throughout: built from the bytes whose sha256 it carries."""
+
+    model: PlaneModel
+    image_size: int
+    sha256: str
+    config: dict[str, Any]  # the training options the checkpoint records
+
+
+class PlaneModels:
+    """Every plane model a command uses, each read once: its bytes hashed, checked and built into the model.
+
+    Scoring, heatmaps and viewer pages of one command all take their model from here, so a
+    best.pt replaced while the command runs (a resumed training on the same folder) is
+    never mixed in: what was hashed is what was built, and it is built once. A folder whose
+    training run holds its lock is refused, since its best.pt may change at any epoch.
+    """
+
+    def __init__(self, models_dir: str | Path, device: torch.device, image_size: int | None = None) -> None:
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self.image_size = image_size
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+
+    def get(self, task: str, plane: str) -> LoadedModel:
+        key = (task, plane)
+        if key not in self._loaded:
+            self._loaded[key] = self._load(task, plane)
+        return self._loaded[key]
+
+    def task_models(self, task: str) -> TaskModels:
+        loaded = {plane: self.get(task, plane) for plane in PLANES}
+        return TaskModels(task, {p: m.model for p, m in loaded.items()}, {p: m.image_size for p, m in loaded.items()})
+
+    def hashes(self, task: str) -> dict[str, str]:
+        """plane -> sha256 of the bytes each of the task's models was built from (loading them if need be)."""
+        return {plane: self.get(task, plane).sha256 for plane in PLANES}
+
+    def check_fitted(self, task: str, fitted: Mapping[str, str], source: Path) -> None:
+        """Refuse a stacker (`source`) fitted on other plane models than the ones this command loaded."""
+        changed = [
+            str(layout.best_checkpoint(self.models_dir, task, plane))
+            for plane, digest in self.hashes(task).items()
+            if fitted.get(plane) != digest
+        ]
+        if changed:
+            raise MRNetError(
+                f"{source} was fitted on other plane models than the ones now in {self.models_dir}: "
+                f"{', '.join(changed)} changed since (retrained?); refit the ensembles with {command('train-meta')}"
+            )
+
+    def _load(self, task: str, plane: str) -> LoadedModel:
+        path = layout.best_checkpoint(self.models_dir, task, plane)
+        refuse_if_training(self.models_dir, task, plane)
+        ckpt, digest = read_checkpoint(path, task, plane)
+        try:
+            saved = ckpt.get("image_size")
+            size = self.image_size or checked_image_size(DEFAULT_IMAGE_SIZE if saved is None else saved)
+            model = model_for_inference(ckpt.get("model"), self.device, ckpt.get("model_args"))
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+        config = ckpt.get("config")
+        return LoadedModel(model, size, digest, config if isinstance(config, dict) else {})
+
+
+def refuse_if_training(models_dir: Path, task: str, plane: str) -> None:
+    """Stop where a training run holds the folder a plane's best.pt comes from: it may be replaced at any epoch.
+
+    A multi-task run (all-<plane>) writes the per-task views' best.pt too, so its lock counts.
+    """
+    for folder in (layout.model_dir(models_dir, task, plane), layout.model_dir(models_dir, "all", plane)):
+        pid = lock_holder(folder, layout.RUN_LOCK)
+        if pid is not None:
+            raise MRNetError(
+                f"{folder} is being trained by PID {pid}: its best.pt may change while it is read; wait for the "
+                "training to finish (or stop it), then try again"
+            )
+
+
 def load_plane_model(
     models_dir: str | Path, task: str, plane: str, device: torch.device, image_size: int | None = None
 ) -> tuple[PlaneModel, int]:
     """A plane's best checkpoint as an eval-mode model, and the slice size it was trained on."""
-    path = layout.best_checkpoint(models_dir, task, plane)
-    ckpt = load_checkpoint(path, task, plane)
-    try:
-        saved = ckpt.get("image_size")
-        size = image_size or checked_image_size(DEFAULT_IMAGE_SIZE if saved is None else saved)
-        return model_for_inference(ckpt.get("model"), device, ckpt.get("model_args")), size
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+    loaded = PlaneModels(models_dir, device, image_size).get(task, plane)
+    return loaded.model, loaded.image_size
 
 
 def checked_image_size(saved: Any) -> int:
@@ -138,10 +214,7 @@ def checked_image_size(saved: Any) -> int:
 
 
 def load_task_models(models_dir: Path, task: str, device: torch.device, image_size: int | None) -> TaskModels:
-    models, sizes = {}, {}
-    for plane in PLANES:
-        models[plane], sizes[plane] = load_plane_model(models_dir, task, plane, device, image_size)
-    return TaskModels(task, models, sizes)
+    return PlaneModels(models_dir, device, image_size).task_models(task)
 
 
 def fit_to_size(series: np.ndarray, size: int, source: Path, warned: set[tuple[Path, int]]) -> np.ndarray:
@@ -169,6 +242,7 @@ def plane_probabilities(
     splits: Sequence[str],
     scoring: Scoring,
     cases: Mapping[str, Sequence[str]] | None = None,
+    models: PlaneModels | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
 
@@ -176,6 +250,9 @@ def plane_probabilities(
     plane by plane so only one plane's series are in memory, and each series is read once
     for all tasks. Series are resized to the slice size each model was trained on, as
     prediction does (fit_to_size), so both give the same probability for an exam.
+
+    `models`: the command's loaded models, to be reused after scoring (heatmaps, the hashes
+    a stacker records); without it each plane's models are loaded here and let go after use.
     """
     check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
     print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(scoring.device)}")
@@ -184,7 +261,8 @@ def plane_probabilities(
     warned: set[tuple[Path, int]] = set()
     for plane in PLANES:
         data = check_and_load(data_dir, tasks, (plane,), splits)
-        models = {task: load_plane_model(models_dir, task, plane, scoring.device) for task in tasks}
+        store = models if models is not None else PlaneModels(models_dir, scoring.device)
+        loaded = {task: store.get(task, plane) for task in tasks}
         for split in splits:
             split_data = data[(split, plane)]
             chosen = list(cases.get(split, split_data.cases))
@@ -194,13 +272,13 @@ def plane_probabilities(
             position = {case: i for i, case in enumerate(split_data.cases)}
             raw = [split_data.series[c] for c in chosen]
             for task in tasks:
-                model, size = models[task]
+                model, size = loaded[task].model, loaded[task].image_size
                 series = [fit_to_size(s, size, Path(split, plane), warned) for s in raw]
                 labels = split_data.labels_for(task)[[position[c] for c in chosen]]
                 logits = predict_logits(model, series, *scoring.args(), progress=f"{task}-{plane} {split}")
                 require_finite(logits, f"{task}-{plane}", chosen)
                 columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, plane: sigmoid(logits)}))
-        del data, models
+        del data, loaded
     return {key: merge_on_case(frames) for key, frames in columns.items()}
 
 

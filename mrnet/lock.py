@@ -93,3 +93,26 @@ def _same_file(fd: int, path: Path) -> bool:
     except FileNotFoundError:
         return False
     return (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino)
+
+
+def lock_holder(folder: str | Path, name: str = "run.lock") -> str | None:
+    """The PID (as text) of the live process holding `<folder>/<name>`, or None when no process holds it.
+
+    Probes with a shared lock taken and dropped at once, without creating the file: a lock
+    file left by a dead process is not held, so it blocks nothing.
+    """
+    path = Path(folder) / name
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+    finally:
+        os.close(fd)  # closing drops the probe's lock too
+    return None

@@ -28,12 +28,13 @@ from . import AMP_MODES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
-from .ensemble.file import SavedEnsemble, load_checked_ensemble
+from .ensemble.file import SavedEnsemble, load_ensemble
 from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
 from .files import atomic_write, check_writable, write_json
-from .inference import TaskModels, exam_series, load_task_models, predict_exams
+from .inference import PlaneModels, TaskModels, exam_series, predict_exams
 from .invocation import command
+from .outputs import OutputFolders
 from .runinfo import environment, plain
 
 ENSEMBLE = "ensemble"
@@ -74,6 +75,7 @@ class Prediction:
     written: list[Path]
     skipped: list[str]
     notes: list[str]
+    removed: list[Path] = field(default_factory=list)  # files of an earlier predict run in the same folders
 
 
 def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, SavedEnsemble]) -> pd.DataFrame:
@@ -135,7 +137,7 @@ def predictions_json(
         exam_rows.append(
             {
                 "case": row["case"],
-                "inputs": {p: str(sources[row["case"]][p]) for p in PLANES},
+                "inputs": {p: shown_source(sources[row["case"]][p]) for p in PLANES},
                 "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
                 "input_notes": (input_notes or {}).get(row["case"], []),
                 "operating_points": {
@@ -153,6 +155,12 @@ def predictions_json(
     }
 
 
+def shown_source(path: Path) -> str:
+    """An input as outputs name it: the file or folder name only. Folder paths of PACS exports often hold
+    patient names, and predictions and viewer pages are meant to be shared."""
+    return Path(path).name
+
+
 def _plain(value: Any) -> float | int | None:
     """A JSON value: NaN and pandas' NA become null."""
     if value is None or pd.isna(value):
@@ -161,7 +169,8 @@ def _plain(value: Any) -> float | int | None:
 
 
 def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, Any]) -> tuple[list[Path], list[str]]:
-    """predictions.csv and .json, competition.csv for CSV input; returns the files written and notes."""
+    """predictions.csv and .json, competition.csv for CSV input, the run's config and environment; returns the
+    files written (the config and environment last) and notes."""
     out = Path(cfg.out)
     written, notes = [out / "predictions.csv", out / "predictions.json"], []
     # Full precision: rounding could tie nearly equal probabilities and change an AUC computed from the file.
@@ -174,8 +183,9 @@ def write_outputs(cfg: PredictConfig, table: pd.DataFrame, payload: dict[str, An
         else:
             written.append(out / "competition.csv")
             atomic_write(written[-1], lambda tmp: rows.to_csv(tmp, index=False, header=False))
-    write_json(out / "predict_config.json", plain(cfg))
-    write_json(out / "predict_environment.json", environment())
+    written += [out / "predict_config.json", out / "predict_environment.json"]
+    write_json(written[-2], plain(cfg))
+    write_json(written[-1], environment())
     return written, notes
 
 
@@ -212,7 +222,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     validate_predict_config(cfg)
     models_dir = Path(cfg.models_dir)
     tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks)
-    ensembles = {task: load_checked_ensemble(models_dir, task) for task in tasks}
+    ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task), task) for task in tasks}
     check_writable(Path(cfg.out), "--out")
     if cfg.cam:
         check_writable(Path(cfg.cam), "--cam")
@@ -221,27 +231,43 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     inputs = check_inputs(exams, dicom_options(cfg))
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
-    task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
+    # Each model read once, its bytes hashed and checked against its stacker; scoring, heatmaps and pages reuse it.
+    models = PlaneModels(models_dir, scoring.device, cfg.image_size)
+    for task, saved in ensembles.items():
+        models.check_fitted(task, saved.checkpoints, layout.ensemble_file(models_dir, task))
+    task_models = [models.task_models(task) for task in tasks]
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     attention: dict[str, Any] = {}
     table = predict_exams(exams, task_models, scoring, inputs.converted, attention)
+    outputs = OutputFolders("predict", cfg.out, cfg.html, cfg.cam)
     if cfg.cam:
         from .cam import CamOptions, write_cams  # matplotlib only when asked
 
-        write_cams(
-            CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif), exams, task_models, scoring.device, inputs.converted
+        outputs.add(
+            write_cams(
+                CamOptions(Path(cfg.cam), cfg.cam_top_k, cfg.cam_gif),
+                exams,
+                task_models,
+                scoring.device,
+                inputs.converted,
+            )
         )
     table = add_ensemble_columns(table, ensembles)
     written, notes = write_outputs(
         cfg, table, predictions_json(table, exams, tasks, task_models, inputs.notes_by_case, attention)
     )
+    outputs.add(written)
+    written = written[:-2]  # the config and environment are not results
     if cfg.html:
         started = time.perf_counter()
-        written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
+        pages = write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
+        outputs.add(pages)
+        written += pages
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
-    return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes)
+    removed = outputs.finish()
+    return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes, removed)
 
 
 # ----------------------------------------------------------------------------- the exam viewer
@@ -312,7 +338,7 @@ def write_viewer(
                 case=exam.case,
                 read_series=partial(exam_planes, exam, inputs.converted),
                 outcomes=outcomes,
-                sources={plane: str(source) for plane, source in exam.sources.items()},
+                sources={plane: shown_source(source) for plane, source in exam.sources.items()},
                 notes=inputs.notes_by_case.get(exam.case, []),
             )
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import time
 
 import pytest
 
+from mrnet.cli import COMMANDS as COMMAND_MODULES
 from mrnet.cli.common import run_cli
 from mrnet.cli.evaluate import get_args_parser as evaluate_parser
 from mrnet.cli.train_all import main as train_all
@@ -80,3 +83,29 @@ def test_help_is_fast_and_imports_no_heavy_library(command):
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("[]"), result.stderr
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_MODULES))
+def test_every_command_refuses_a_repeated_single_value_option(name, capsys):
+    """`--x a --x b` would silently keep b: every command's parser refuses it, under any of the option's names."""
+    parser = importlib.import_module(COMMAND_MODULES[name]).get_args_parser()
+    option = next(
+        a
+        for a in parser._actions
+        if a.option_strings and a.nargs is None and not isinstance(a, argparse._AppendAction) and a.dest != "help"
+    )
+    flag, other = option.option_strings[0], option.option_strings[-1]
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([flag, "1", f"{other}=2"])
+    assert exit_.value.code == 2
+    assert f"argument {other}: given more than once (first as {flag})" in capsys.readouterr().err
+    assert not parser.allow_abbrev
+
+
+def test_options_meant_to_repeat_still_may():
+    from mrnet.cli.predict import get_args_parser
+
+    args = get_args_parser().parse_args(["--series", "axial=AX", "--series", "coronal=COR", "--out", "p"])
+    assert args.series == ["axial=AX", "coronal=COR"] and args.out == "p"
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--tasks", "acl", "--tasks", "meniscus"])  # a list option given twice

@@ -279,3 +279,16 @@ def test_a_non_finite_rescale_slope_is_refused_naming_the_file(volume, tmp_path,
     ds.save_as(target, enforce_file_format=True)
     with pytest.raises(SeriesProblem, match=rf"{target.name}: RescaleSlope .* is not a finite number"):
         read_dicom_series(tmp_path / "a", "axial")
+
+
+def test_rle_lossless_files_are_read_without_an_extra_package(volume, tmp_path):
+    from pydicom.uid import RLELossless
+
+    write_series(volume, tmp_path / "axial", "axial")
+    for path in (tmp_path / "axial").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)  # pydicom's own RLE encoder
+        ds.save_as(path, enforce_file_format=True)
+    assert str(pydicom.dcmread(next((tmp_path / "axial").iterdir())).file_meta.TransferSyntaxUID) == RLELossless
+    converted = read_dicom_series(tmp_path / "axial", "axial")
+    np.testing.assert_array_equal(converted.volume, volume)

@@ -175,7 +175,7 @@ def test_a_plane_changed_since_the_ensemble_was_fitted_is_refused(tiny, shared_f
     checkpoint.write_bytes(checkpoint.read_bytes() + b"\0")  # any change of the file: a retrained plane
     case = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))[0]
     planes = [a for p in PLANES for a in (f"--{p}", str(series_path(tiny.data_dir, "valid", p, case)))]
-    with pytest.raises(MRNetError, match=r"acl-coronal.*changed since.*train_meta"):
+    with pytest.raises(MRNetError, match=r"acl-coronal.*changed since.*train.meta"):
         predict(["--models-dir", str(models), *planes, "--out", str(tmp_path / "pred"), "--device", "cpu"])
     with pytest.raises(MRNetError, match=r"acl-coronal.*changed since"):
         evaluate(report_args(tiny, models, tmp_path))

@@ -49,8 +49,56 @@ class Unique(argparse.Action):
         setattr(namespace, self.dest, list(dict.fromkeys(values)))
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The parser of every command: no abbreviated options, and no single-value option given twice.
+
+    argparse would take --lr for --lr-factor, and keep the last of `--out a --out b` without a
+    word; both are refused here. Options meant to repeat (append, such as --series) still may.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # --lr must not stand for --lr-factor
+        super().__init__(*args, **kwargs)
+
+    def parse_args(  # type: ignore[override]  # the same call, without argparse's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        return super().parse_args(self._once(args), namespace)  # before a subclass reads any option (--config)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        return super().parse_known_args(self._once(args), namespace)
+
+    def _once(self, args: Sequence[str] | None) -> list[str]:
+        tokens = list(sys.argv[1:] if args is None else args)
+        repeated = repeated_option(self, tokens)
+        if repeated:
+            self.error(repeated)
+        return tokens
+
+
+REPEATABLE = (argparse._AppendAction, argparse._AppendConstAction, argparse._CountAction, argparse._HelpAction)
+
+
+def repeated_option(parser: argparse.ArgumentParser, tokens: Sequence[str]) -> str | None:
+    """A message for the first option that takes a value and is given twice (under any of its names), or None."""
+    first: dict[argparse.Action, str] = {}
+    for token in tokens:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        action = parser._option_string_actions.get(name) if token.startswith("-") else None
+        if action is None or isinstance(action, REPEATABLE) or action.nargs == 0:
+            continue
+        if action in first:
+            return f"argument {name}: given more than once (first as {first[action]}); give it once"
+        first[action] = name
+    return None
+
+
 def parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(allow_abbrev=False, description=description)  # --lr must not stand for --lr-factor
+    return ArgumentParser(description=description)
 
 
 def add_models_dir(parser: argparse.ArgumentParser, default: str | None, help_text: str) -> None:

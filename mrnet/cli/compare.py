@@ -13,11 +13,11 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES, SPLITS
-from .common import EVAL_SLICES_HELP, add_tasks, config_from_args, fmt, run_cli
+from .common import EVAL_SLICES_HELP, ArgumentParser, add_tasks, config_from_args, fmt, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Compare two runs (models folders) on the same exams: AUC difference, its 95 % interval and "
         "DeLong's test, per task and model."
     )

@@ -16,13 +16,14 @@ from typing import Any
 
 from ..errors import MRNetError
 from ..options import may_be_none, options_of, rules_of, value_type
+from .common import ArgumentParser
 
 CONFIG_HELP = (
     "read options from a JSON (or TOML) file, e.g. a run's saved config.json; options given on the command line win"
 )
 
 
-class ConfigFileParser(argparse.ArgumentParser):
+class ConfigFileParser(ArgumentParser):
     """An ArgumentParser with --config FILE, whose values become the defaults of this parse.
 
     `config_class` (a dataclass of mrnet.options fields) checks the values of its options by their
@@ -37,7 +38,6 @@ class ConfigFileParser(argparse.ArgumentParser):
         config_help: str = CONFIG_HELP,
         **kwargs: Any,
     ):
-        kwargs.setdefault("allow_abbrev", False)  # --lr must not stand for --lr-factor
         super().__init__(*args, **kwargs)
         self.config_class = config_class
         self.adapt = adapt

@@ -13,11 +13,11 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import EVAL_SLICES_HELP, ArgumentParser, add_models_dir, add_tasks, config_from_args, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False,
         description="Evaluate trained models: AUC with bootstrap intervals, operating points, ROC curves, "
         "heatmaps, report.md and competition-format predictions.",
@@ -54,7 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
     from ..evaluation.evaluator import EvalConfig, run_evaluate
-    from ..evaluation.report import text_table
+    from ..evaluation.report import plain_text, score_relation, text_table
 
     cfg = config_from_args(EvalConfig, args)
     result = run_evaluate(cfg)
@@ -63,10 +63,13 @@ def main(argv: Sequence[str] | None = None):
         "bootstrap resamples; thresholds by Youden's J (see 'chosen on' in the report)"
     )
     print(text_table(result.metrics))
-    print(f"competition score (mean ensemble AUC on {result.split}): {result.score:.4f}")
+    print(
+        f"competition score (mean ensemble AUC on {result.split}; ensemble probabilities here: "
+        f"{plain_text(score_relation(result.metrics))}): {result.score:.4f}"
+    )
     print("how these numbers were made:")
     for note in result.notes:
-        print(f"  - {note}")
+        print(f"  - {plain_text(note)}")
     print(f"\nreport: {result.report}\n")
     return result.metrics
 

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 
 from .. import SPLITS, TASKS
 from ..errors import MRNetError
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        allow_abbrev=False, description="Write synthetic knee MRI exams in the MRNet-v1.0 layout."
-    )
+    parser = ArgumentParser(allow_abbrev=False, description="Write synthetic knee MRI exams in the MRNet-v1.0 layout.")
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: data/synthetic)")
     parser.add_argument("--train", type=int, default=120, help="number of train exams (default: 120)")
     parser.add_argument("--valid", type=int, default=60, help="number of valid exams (default: 60)")

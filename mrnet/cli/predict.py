@@ -6,13 +6,13 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES, PLANES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, fmt, run_cli
+from .common import EVAL_SLICES_HELP, ArgumentParser, add_models_dir, add_tasks, config_from_args, fmt, run_cli
 
 MAX_PRINTED_EXAMS = 20
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False, description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models."
     )
     add_models_dir(parser, "models", "trained models (default models)")
@@ -102,6 +102,12 @@ def main(argv: Sequence[str] | None = None):
     print_predictions(result.table, result.tasks)
     for note in result.notes:
         print(f"note: {note}")
+    if result.removed:
+        print(
+            f"removed {len(result.removed)} file(s) an earlier predict run wrote there and this one did not: "
+            + ", ".join(p.name for p in result.removed[:5])
+            + (" ..." if len(result.removed) > 5 else "")
+        )
     print("\nwritten: " + ", ".join(str(p) for p in result.written) + (f"; heatmaps in {cfg.cam}" if cfg.cam else ""))
     return result.table
 

@@ -7,11 +7,20 @@ from collections.abc import Sequence
 
 from ..options import option_field
 from ..training.config import TrainConfig  # a dataclass module: no torch import
-from .common import add_ensemble_args, add_models_dir, add_option, add_tasks, config_from_args, print_auc_table, run_cli
+from .common import (
+    ArgumentParser,
+    add_ensemble_args,
+    add_models_dir,
+    add_option,
+    add_tasks,
+    config_from_args,
+    print_auc_table,
+    run_cli,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False, description="Fit the per-task stacked ensembles and print the AUC table."
     )
     parser.add_argument("--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder")

@@ -31,7 +31,7 @@ DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.201": "pylibjpeg and pylibjpeg-openjpeg",  # HTJ2K lossless
     "1.2.840.10008.1.2.4.202": "pylibjpeg and pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
     "1.2.840.10008.1.2.4.203": "pylibjpeg and pylibjpeg-openjpeg",  # HTJ2K
-    "1.2.840.10008.1.2.5": "pylibjpeg and pylibjpeg-rle",  # RLE lossless
+    # RLE lossless (1.2.840.10008.1.2.5) is absent: pydicom 3 decodes it with numpy alone (pylibjpeg-rle is faster).
 }
 DEFAULT_DECODERS = "pylibjpeg with its plugins, or python-gdcm"
 

@@ -37,7 +37,7 @@ from ..data.splits import read_tune_cases, tune_split_for
 from ..device import Scoring
 from ..errors import MRNetError, at_least, check_options, one_of, seed_rule
 from ..files import atomic_write_many, check_writable, json_text
-from ..inference import plane_probabilities
+from ..inference import PlaneModels, plane_probabilities
 from ..invocation import command
 from ..runinfo import environment, plain
 from ..stats.auc import auc_or_nan
@@ -238,10 +238,12 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
 
     # Score only what the fit needs: the tuning exams (not all of train) when stacking on them.
     splits = ("valid",) if fit_on == "valid-cv" else ("train", "valid")
-    hashes = check_checkpoints(cfg, ready, splits)
+    check_checkpoints(cfg, ready, splits)
     cases = {"train": tune_cases} if fit_on == "tune" and tune_cases else None  # resolve_fit_on: tune has cases
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases)
+    models = PlaneModels(cfg.models_dir, scoring.device)  # each stacker records the hashes of the bytes it scored
+    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases, models)
+    hashes = {task: models.hashes(task) for task in ready}
     fitted, writes = [], {}
     for task in ready:
         try:

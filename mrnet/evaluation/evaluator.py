@@ -22,24 +22,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
 from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..ensemble.file import load_checked_ensemble
 from ..errors import at_least, check_options, one_of, seed_rule
 from ..files import check_writable, write_json
-from ..inference import fit_to_size, load_plane_model, slice_attention
+from ..inference import PlaneModels, fit_to_size, slice_attention
+from ..outputs import MANIFEST, OutputFolders
 from ..runinfo import environment, plain
 from ..stats.auc import DEFAULT_RESAMPLES, bootstrap_auc, bootstrap_indices
 from ..stats.calibration import calibration
 from ..stats.thresholds import cross_validated_operating_point, operating_point
-from .report import ReportContent, plot_reliability, plot_roc, save_csv, write_report
+from .report import ReportContent, plot_reliability, plot_roc, relations_of, save_csv, write_report
 from .report_html import write_html_report
-from .scores import TaskScores, run_scores
+from .scores import PLANES_CHOSE_HERE, TaskScores, load_fitted_ensembles, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
 
 MODELS = (*PLANES, "ensemble")
@@ -120,7 +119,9 @@ def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> l
                 "task": scores.task,
                 "model": model,
                 "split": split,
-                "probabilities": scores.ensemble_scored if model == "ensemble" else scores.plane_scored(model, split),
+                "probabilities": scores.ensemble_relation(split)
+                if model == "ensemble"
+                else scores.plane_scored(model, split),
                 "n": len(labels),
                 "positives": int(labels.sum()),
                 "auc": interval.auc,
@@ -142,6 +143,11 @@ def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> l
             }
         )
     return rows
+
+
+def relation(scores: TaskScores, model: str, split: str) -> str:
+    """How a model's probabilities on the split relate to what chose it (the 'probabilities here' column)."""
+    return scores.ensemble_relation(split) if model == "ensemble" else scores.plane_scored(model, split)
 
 
 def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
@@ -171,7 +177,7 @@ def predictions_by_case(scores: dict[str, TaskScores], tasks: Sequence[str]) -> 
 
 
 def write_heatmaps(
-    cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path, device: torch.device
+    cfg: EvalConfig, task: str, evaluated: pd.DataFrame, folder: Path, models: PlaneModels
 ) -> list[tuple[str, Path]]:
     """CAM overlays for the positives with the highest ensemble probability, on the task's heatmap plane."""
     if cfg.heatmap_exams == 0:
@@ -180,7 +186,8 @@ def write_heatmaps(
     if positives.empty:
         return []
     plane = HEATMAP_PLANE[task]
-    model, size = load_plane_model(cfg.models_dir, task, plane, device)
+    loaded = models.get(task, plane)  # the model that scored the exams, not best.pt read again
+    model, size, device = loaded.model, loaded.image_size, models.device
     items, warned = [], set()
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
         path = series_path(cfg.data_dir, cfg.split, plane, row.case)
@@ -224,9 +231,21 @@ def provenance(cfg: EvalConfig, scores: dict[str, TaskScores], metrics: pd.DataF
             )
         elif ts.ensemble_scored == "in-sample":
             line += ", which includes these exams: its figures here are in-sample (optimistic)."
+        elif ts.ensemble_relation(split) == PLANES_CHOSE_HERE:
+            line += (
+                ": these exams did not fit it, but they chose the epochs of the plane models it combines, so its "
+                "figures here are selection-biased (optimistic), not test figures. Only a split that chose nothing "
+                "gives test figures."
+            )
         else:
             line += ": these exams are held out from it."
         lines.append(line)
+        if ts.same_tuning_split():
+            lines.append(
+                f"The {task} plane models' epochs and its stacker were chosen on the same tuning split: the stacker "
+                "learned from tuning probabilities made optimistic by the epoch choice (each epoch was picked where "
+                "it scored best there), so it may weigh the planes more than new exams warrant."
+            )
     sources = sorted(set(metrics.loc[metrics["task"] != "mean", "threshold_chosen_on"]))
     line = f"Operating thresholds (Youden's J) were chosen on {' / '.join(sources)}, never on training probabilities."
     if any("out-of-fold" in source for source in sources):
@@ -258,9 +277,10 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         log(f"evaluate: {line}")
     out = cfg.out_dir()
     check_writable(out, "--out")
-    ensembles = {task: load_checked_ensemble(cfg.models_dir, task) for task in tasks}
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
-    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles)
+    models = PlaneModels(cfg.models_dir, scoring.device)  # each best.pt read once, for scores, heatmaps and pages
+    ensembles = load_fitted_ensembles(models, tasks)
+    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles, models)
 
     rows, roc_figures, reliability, heatmaps = [], {}, {}, {}
     for task in tasks:
@@ -271,7 +291,7 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
         aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
         roc_figures[task] = plot_roc(task, labels, probs, aucs, out / f"roc-{task}.png")
         reliability[task] = plot_reliability(task, labels, probs, out / f"calibration-{task}.png")
-        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", scoring.device)
+        heatmaps[task] = write_heatmaps(cfg, task, evaluated, out / "heatmaps", models)
     metrics = with_mean_rows(rows, cfg.split)
     save_csv(out / "metrics.csv", metrics)
 
@@ -280,15 +300,14 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
     labels = {t: by_case[f"{t}_label"].to_numpy() for t in tasks}
     score = float(metrics.loc[(metrics["task"] == "mean") & (metrics["model"] == "ensemble"), "auc"].iloc[0])
     notes = provenance(cfg, scores, metrics)
-    if set(tasks) == set(TASKS):
+    full = set(tasks) == set(TASKS)
+    if full:
         save_csv(out / "predictions.csv", by_case[list(TASKS)], header=False)
     else:
         notes.append("predictions.csv (competition format) needs all three tasks and was not written.")
 
     tables = {(task, cfg.split): scores[task].table for task in tasks}
-    shown = write_showcase(
-        cfg.data_dir, cfg.models_dir, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring
-    )
+    shown = write_showcase(cfg.data_dir, models, cfg.split, tables, metrics, tasks, cfg.viewer_exams, out, scoring)
     content = ReportContent(
         split=cfg.split,
         n_exams=len(by_case),
@@ -308,9 +327,22 @@ def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluat
             for task, items in shown.items()
         },
         viewer_index=out / VIEWER_FOLDER / "index.html" if any(shown.values()) else None,
+        relations=relations_of(metrics),
     )
     report = write_report(out / "report.md", metrics, content)
     write_html_report(out / "report.html", metrics, content)
     write_json(out / "evaluate_config.json", plain(cfg))
     write_json(out / "evaluate_environment.json", environment())
+    outputs = OutputFolders("evaluate", out)
+    outputs.add([*roc_figures.values(), *reliability.values(), *(p for items in heatmaps.values() for _, p in items)])
+    outputs.add([out / "metrics.csv", out / "predictions_with_ids.csv", *([out / "predictions.csv"] if full else [])])
+    outputs.add([page for items in content.viewer_pages.values() for _, page in items])
+    outputs.add([content.viewer_index] if content.viewer_index else [])
+    outputs.add([report, out / "report.html", out / "evaluate_config.json", out / "evaluate_environment.json"])
+    removed = outputs.finish()
+    if removed:
+        notes.append(
+            f"{len(removed)} file(s) an earlier evaluate run wrote in {out} and this one did not were removed "
+            f"(listed in {MANIFEST}): {', '.join(p.name for p in removed[:5])}" + (" ..." if len(removed) > 5 else "")
+        )
     return Evaluation(metrics, cfg.split, len(by_case), cfg.bootstrap, score, notes, report)

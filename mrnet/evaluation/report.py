@@ -7,8 +7,10 @@ pyplot's global state is left alone.
 
 from __future__ import annotations
 
+import html
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,15 @@ from sklearn.metrics import roc_curve
 
 from ..files import atomic_write, save_figure
 from ..stats.calibration import RELIABILITY_BINS, brier_score, reliability_table
+
+# The 'probabilities here' labels: how a model's probabilities on the evaluated split relate to what chose it.
+RELATIONS = {
+    "held-out": "the split chose nothing for that model",
+    "chose the epoch": "this split picked the plane model's best epoch: optimistic",
+    "planes' epochs chosen here": "an ensemble whose plane models' epochs this split picked: optimistic",
+    "out-of-fold": "a cross-validated stacker: each exam scored by a stacker fitted without it",
+    "in-sample": "fitted on these exams: optimistic",
+}
 
 MODEL_STYLES = {"axial": ":", "coronal": "--", "sagittal": "-.", "ensemble": "-"}
 
@@ -82,6 +93,38 @@ def plot_reliability(task: str, labels: np.ndarray, scores: dict[str, np.ndarray
     return save_figure(figure, path)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]#|!~])")
+
+
+def plain_text(text: object) -> str:
+    """Text read from a file (a threshold's 'chosen on', a case id) with control characters shown as '?':
+    raw, they could clear a terminal or hide text."""
+    return CONTROL_CHARACTERS.sub("?", str(text))
+
+
+def md(text: object) -> str:
+    """Text read from a file as literal Markdown: HTML and Markdown syntax escaped, one line."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(plain_text(text), quote=False))
+
+
+def relation_legend(relations: set[str]) -> str:
+    """The 'probabilities here' labels that appear (all of them when not told), each explained."""
+    return ", ".join(f"{label} ({RELATIONS[label]})" for label in RELATIONS if label in relations or not relations)
+
+
+def relations_of(metrics: pd.DataFrame, model: str | None = None) -> set[str]:
+    rows = metrics[metrics["task"] != "mean"]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    return {str(r) for r in rows["probabilities"]}
+
+
+def score_relation(metrics: pd.DataFrame) -> str:
+    """What the competition score's ensemble probabilities are here, e.g. 'held-out' or 'planes' epochs chosen here'."""
+    return " / ".join(sorted(relations_of(metrics, "ensemble")))
+
+
 def fmt(value: float, digits: int = 3) -> str:
     """A number for a table, or n/a where it is undefined."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -105,7 +148,7 @@ def text_table(metrics: pd.DataFrame) -> str:
         fixed = "".join(f"{fmt(row[f'{m}_at_0.5']):>7}" for m in ("sensitivity", "specificity", "accuracy"))
         lines.append(
             f"{row['task']:<10}{row['model']:<10}{auc_with_ci(row):<24}{fmt(row['brier']):>7}"
-            f"{fmt(row['threshold_youden']):>7}{youden}  |{fixed}  {row['probabilities']}"
+            f"{fmt(row['threshold_youden']):>7}{youden}  |{fixed}  {plain_text(row['probabilities'])}"
         )
     means = metrics[metrics["task"] == "mean"]
     if len(means):
@@ -128,8 +171,8 @@ def markdown_table(metrics: pd.DataFrame) -> str:
         rates = [row[f"{m}_{at}"] for at in ("youden", "at_0.5") for m in ("sensitivity", "specificity", "accuracy")]
         threshold = "per fold" if math.isnan(row["threshold_youden"]) else fmt(row["threshold_youden"])
         lines.append(
-            f"| {row['task']} | {name} | {row['probabilities']} | {auc_with_ci(row)} | {fmt(row['brier'])} | "
-            f"{fmt(row['ece'])} | {threshold} | {row['threshold_chosen_on']} | "
+            f"| {row['task']} | {name} | {md(row['probabilities'])} | {auc_with_ci(row)} | {fmt(row['brier'])} | "
+            f"{fmt(row['ece'])} | {threshold} | {md(row['threshold_chosen_on'])} | "
             + " | ".join(fmt(r) for r in rates)
             + " |"
         )
@@ -166,6 +209,7 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)  # how the numbers were made, and warnings
     viewer_pages: dict[str, list[tuple[str, Path]]] = field(default_factory=dict)  # task -> (caption, html)
     viewer_index: Path | None = None
+    relations: set[str] = field(default_factory=set)  # the 'probabilities here' labels of the metrics table
 
 
 def reading_notes(content: ReportContent) -> list[str]:
@@ -174,9 +218,7 @@ def reading_notes(content: ReportContent) -> list[str]:
         f"AUC intervals: percentile bootstrap over exams ({content.bootstrap} resamples drawn with replacement, "
         f"seed {content.seed}; resamples holding one class are skipped). The same resampled exam sets serve every "
         "model of a task, so intervals of planes and ensemble are comparable.",
-        "'probabilities here': held-out (the split chose nothing for that model), chose the epoch (this split "
-        "picked the plane model's best epoch: optimistic), out-of-fold (a cross-validated stacker: each exam scored "
-        "by a stacker fitted without it) or in-sample (fitted on these exams: optimistic).",
+        f"'probabilities here': {relation_legend(content.relations)}.",
         "Calibration: the Brier score is the mean squared gap between probability and label (lower is better; "
         "always predicting the prevalence p scores p(1-p)); ECE is the exam-weighted mean gap between mean "
         "probability and fraction positive over 10 equal-width bins. The reliability diagrams below plot those bins.",
@@ -209,14 +251,14 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         "# MRNet evaluation report",
         "",
         f"Split **{content.split}**: {content.n_exams} exams (positives: {positives}). "
-        f"Models from `{content.models_dir}`, data from `{content.data_dir}`.",
+        f"Models from {md(content.models_dir)}, data from {md(content.data_dir)}.",
         "",
-        f"**Competition score (mean ensemble AUC over {len(content.tasks)} tasks): "
-        f"{fmt(content.competition_score, 4)}**",
+        f"**Competition score (mean ensemble AUC over {len(content.tasks)} tasks; ensemble probabilities here: "
+        f"{md(score_relation(metrics))}): {fmt(content.competition_score, 4)}**",
         "",
         "## How these numbers were made",
         "",
-        *[f"- {note}" for note in content.notes],
+        *[f"- {md(note)}" for note in content.notes],
         "",
         "## Metrics",
         "",
@@ -228,7 +270,7 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
         "",
         "How to read it:",
     ]
-    parts += [f"- {note}" for note in reading_notes(content)]
+    parts += [f"- {md(note)}" for note in reading_notes(content)]
     if content.roc_figures:
         parts += ["", "## ROC curves", ""]
         parts += [f"![ROC {task}]({_relative(path, folder)})" for task, path in content.roc_figures.items()]
@@ -241,12 +283,12 @@ def render_markdown(metrics: pd.DataFrame, content: ReportContent, folder: Path)
             if not items:
                 continue
             parts += [f"### {task}", ""]
-            parts += [f"![{caption}]({_relative(path, folder)})" for caption, path in items]
+            parts += [f"![{md(caption)}]({_relative(path, folder)})" for caption, path in items]
             parts.append("")
     if any(content.viewer_pages.values()):
         parts += ["", "## Exams to look at first", "", VIEWER_TEXT, ""]
         for task, items in content.viewer_pages.items():
-            parts += [f"- **{task}**: " + ", ".join(f"[{c}]({_relative(p, folder)})" for c, p in items)]
+            parts += [f"- **{task}**: " + ", ".join(f"[{md(c)}]({_relative(p, folder)})" for c, p in items)]
         if content.viewer_index:
             parts += [
                 "",

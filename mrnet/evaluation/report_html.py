@@ -17,7 +17,16 @@ from pathlib import Path
 import pandas as pd
 
 from ..files import atomic_write
-from .report import HEATMAP_TEXT, VIEWER_TEXT, ReportContent, auc_with_ci, fmt, reading_notes
+from .report import (
+    HEATMAP_TEXT,
+    VIEWER_TEXT,
+    ReportContent,
+    auc_with_ci,
+    fmt,
+    plain_text,
+    reading_notes,
+    score_relation,
+)
 
 RATES = ("sensitivity", "specificity", "accuracy")
 STYLE = """
@@ -82,7 +91,7 @@ def metrics_table(metrics: pd.DataFrame) -> str:
             row["threshold_chosen_on"],
         ] + [fmt(r) for r in rates]
         css = ' class="ensemble"' if row["model"] == "ensemble" else ""
-        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        rows.append(f"<tr{css}>" + "".join(f"<td>{html.escape(plain_text(c))}</td>" for c in cells) + "</tr>")
     return f'<table id="metrics"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -121,8 +130,8 @@ def viewer_section(content: ReportContent, folder: Path) -> str:
 def render_html(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> str:
     """report.html's text (a complete document); links are relative to `folder`."""
     positives = ", ".join(f"{t} {content.positives[t]}" for t in content.tasks)
-    made = "".join(f"<li>{html.escape(n)}</li>" for n in content.notes)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in reading_notes(content))
+    made = "".join(f"<li>{html.escape(plain_text(n))}</li>" for n in content.notes)
+    notes = "".join(f"<li>{html.escape(plain_text(n))}</li>" for n in reading_notes(content))
     roc = figures([(f"ROC {task}", path) for task, path in content.roc_figures.items()], folder)
     reliability = figures([(f"reliability {t}", path) for t, path in content.reliability_figures.items()], folder)
     reliability_section = f"<h2>Reliability diagrams</h2>\n{reliability}" if content.reliability_figures else ""
@@ -142,8 +151,8 @@ def render_html(metrics: pd.DataFrame, content: ReportContent, folder: Path) -> 
 <h1>MRNet evaluation report</h1>
 <p>Split <b>{html.escape(content.split)}</b>: {content.n_exams} exams (positives: {html.escape(positives)}).
 Models from <code>{html.escape(content.models_dir)}</code>, data from <code>{html.escape(content.data_dir)}</code>.</p>
-<p class="score">Competition score (mean ensemble AUC over {len(content.tasks)} tasks):
-{fmt(content.competition_score, 4)}</p>
+<p class="score">Competition score (mean ensemble AUC over {len(content.tasks)} tasks; ensemble probabilities
+here: {html.escape(score_relation(metrics))}): {fmt(content.competition_score, 4)}</p>
 <h2>How these numbers were made</h2>
 <ul>{made}</ul>
 <h2>Metrics</h2>

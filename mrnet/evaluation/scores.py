@@ -16,11 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from .. import LEGACY_RECIPE, PLANES, layout
-from ..checkpoint import load_checkpoint
 from ..device import Scoring
-from ..ensemble.file import SavedEnsemble, load_checked_ensemble
+from ..ensemble.file import SavedEnsemble, load_ensemble
 from ..ensemble.stacker import scored_ensemble
-from ..inference import plane_probabilities
+from ..inference import PlaneModels, plane_probabilities
+
+PLANES_CHOSE_HERE = "planes' epochs chosen here"  # the ensemble's label on a split that chose its planes' epochs
 
 
 @dataclass
@@ -38,6 +39,18 @@ class TaskScores:
     def fit_on(self) -> str:
         return self.saved.fit_on
 
+    def ensemble_relation(self, split: str) -> str:
+        """How the ensemble's probabilities here relate to what chose it: never held-out on a split that chose
+        a plane model's epoch, since the stacker combines exactly those selection-biased planes."""
+        if self.ensemble_scored == "held-out" and self.same_data and split in self.selected_on.values():
+            return PLANES_CHOSE_HERE
+        return self.ensemble_scored
+
+    def same_tuning_split(self) -> bool:
+        """Whether the planes' epochs and the stacker were both chosen on the tuning split (--select-on tune,
+        --fit-on tune): the stacker then learned from probabilities the epoch choice made optimistic."""
+        return self.fit_on == "tune" and "tune" in self.selected_on.values()
+
     def plane_scored(self, plane: str, split: str) -> str:
         """held-out; in-sample on train; 'chose the epoch' on the split that picked the plane model's epoch."""
         if split == "train":
@@ -47,13 +60,19 @@ class TaskScores:
         return "held-out"
 
 
-def selected_on(models_dir: str | Path, task: str) -> dict[str, str]:
+def selected_on(models: PlaneModels, task: str) -> dict[str, str]:
     """Per plane, the split that chose the best epoch (valid for runs saved before the tuning split)."""
-    chosen = {}
-    for plane in PLANES:
-        config = load_checkpoint(layout.best_checkpoint(models_dir, task, plane), task, plane)["config"]
-        chosen[plane] = config.get("select_on", LEGACY_RECIPE["select_on"])
-    return chosen
+    return {plane: models.get(task, plane).config.get("select_on", LEGACY_RECIPE["select_on"]) for plane in PLANES}
+
+
+def load_fitted_ensembles(models: PlaneModels, tasks: Sequence[str]) -> dict[str, SavedEnsemble]:
+    """Each task's stacker, checked against the plane models loaded (the bytes hashed are the bytes used)."""
+    ensembles = {}
+    for task in tasks:
+        path = layout.ensemble_file(models.models_dir, task)
+        ensembles[task] = load_ensemble(path, task)
+        models.check_fitted(task, ensembles[task].checkpoints, path)
+    return ensembles
 
 
 def run_scores(
@@ -63,15 +82,21 @@ def run_scores(
     tasks: Sequence[str],
     scoring: Scoring,
     ensembles: dict[str, SavedEnsemble] | None = None,
+    models: PlaneModels | None = None,
 ) -> dict[str, TaskScores]:
     """task -> its planes' and ensemble's probabilities on `split` of `data_dir`.
 
-    `ensembles`: the tasks' stackers already loaded and checked; loaded here otherwise.
+    `models`: the command's loaded plane models, reused for its heatmaps and pages; loaded here
+    otherwise. `ensembles`: the tasks' stackers already checked against `models`; loaded and
+    checked here otherwise.
     """
-    tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring)
+    models = models if models is not None else PlaneModels(models_dir, scoring.device)
+    if ensembles is None:
+        ensembles = load_fitted_ensembles(models, tasks)
+    tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring, models=models)
     scores = {}
     for task in tasks:
-        saved = ensembles[task] if ensembles is not None else load_checked_ensemble(models_dir, task)
+        saved = ensembles[task]
         table = tables[(task, split)]
         ensemble, relation = scored_ensemble(saved, table, data_dir, split)
         fitted_data = saved.data_dir
@@ -80,7 +105,7 @@ def run_scores(
             table=table.assign(ensemble=ensemble),
             saved=saved,
             ensemble_scored=relation,
-            selected_on=selected_on(models_dir, task),
+            selected_on=selected_on(models, task),
             same_data=fitted_data is None or fitted_data == str(Path(data_dir).resolve()),
         )
     return scores

@@ -20,7 +20,7 @@ from .. import PLANES
 from ..data.dataset import series_path
 from ..data.series import load_series
 from ..device import Scoring
-from ..inference import load_task_models
+from ..inference import PlaneModels
 from ..viewer.build import PageExam, write_exam_pages
 from ..viewer.page import TaskOutcome
 
@@ -70,7 +70,7 @@ def read_planes(sources: dict[str, Path]) -> dict[str, np.ndarray]:
 
 def write_showcase(
     data_dir: str,
-    models_dir: str,
+    models: PlaneModels,
     split: str,
     tables: dict[tuple[str, str], pd.DataFrame],
     metrics: pd.DataFrame,
@@ -89,7 +89,7 @@ def write_showcase(
         return {}
     folder = out / VIEWER_FOLDER
     reasons = {c: [f"{t} {kind}" for t, items in picked.items() for kind, case, _ in items if case == c] for c in cases}
-    task_models = [load_task_models(Path(models_dir), task, scoring.device, None) for task in tasks]
+    task_models = [models.task_models(task) for task in tasks]
     shown = []
     for case in cases:
         rows = {task: tables[(task, split)].set_index("case").loc[case] for task in tasks}
@@ -102,7 +102,7 @@ def write_showcase(
                 case=case,
                 read_series=partial(read_planes, sources),
                 outcomes=outcomes,
-                sources={p: str(s) for p, s in sources.items()},
+                sources={p: s.name for p, s in sources.items()},  # no folder path on a page meant to be shared
                 subtitle=f"{split} split; shown in the evaluation report as: {', '.join(reasons[case])}",
                 reason="; ".join(reasons[case]),
             )

@@ -15,17 +15,17 @@ from collections.abc import Sequence
 
 from .. import PLANES
 from ..errors import MRNetError
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 MAX_PRINTED_PROBLEMS = 10
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False,
         description="Import DICOM studies with a labels file, or the KneeMRI set, into the MRNet-v1.0 layout.",
     )
-    kinds = parser.add_subparsers(dest="kind", required=True, metavar="{dicom,kneemri}")
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="{dicom,kneemri}", parser_class=ArgumentParser)
     dicom = kinds.add_parser(
         "dicom", allow_abbrev=False, help="DICOM studies (a PACS export, any nesting) and LABELS.csv"
     )

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 # Every command of the package, as `mrnet <command>` and `mrnet-<command>` name it.
-COMMAND_NAMES = ("make-synthetic", "train-plane", "train-meta", "train-all", "evaluate", "predict", "compare")
+COMMAND_NAMES = (
+    "make-synthetic",
+    "train-plane",
+    "train-meta",
+    "train-all",
+    "evaluate",
+    "predict",
+    "compare",
+    "export",
+)
 _CLI_FOLDER = Path(__file__).resolve().parent / "cli"
 
 

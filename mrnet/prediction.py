@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import AMP_MODES, PLANES, TASKS, layout
+from . import AMP_MODES, ENGINES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble.file import SavedEnsemble, load_checked_ensemble
 from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
+from .export.dicom_sr import write_reports
+from .export.onnx_export import load_onnx_task_models
 from .files import atomic_write, check_writable, write_json
 from .inference import TaskModels, exam_series, load_task_models, predict_exams
 from .invocation import command
@@ -63,6 +65,8 @@ class PredictConfig:
     series: list[str] = field(default_factory=list)  # PLANE=SeriesInstanceUID or SeriesDescription, for DICOM
     ignore_orientation: bool = False  # use a DICOM series whose orientation disagrees with its plane
     html: str | None = None  # folder for the exam viewer pages
+    engine: str = "torch"  # or "onnxruntime": the plane models' model.onnx (export onnx)
+    dicom_sr: str | None = None  # folder for a DICOM Structured Report per DICOM exam
 
 
 @dataclass
@@ -203,6 +207,8 @@ def validate_predict_config(cfg: PredictConfig) -> None:
             at_least("--cam-top-k", cfg.cam_top_k, 1),
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--max-slices", cfg.max_slices, 1),
+            one_of("--engine", cfg.engine, ENGINES),
+            (cfg.engine == "torch" or not (cfg.cam or cfg.html), "--cam and --html need --engine torch"),
         ]
     )
 
@@ -218,10 +224,13 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         check_writable(Path(cfg.cam), "--cam")
     if cfg.html:
         check_writable(Path(cfg.html), "--html")
+    if cfg.dicom_sr:
+        check_writable(Path(cfg.dicom_sr), "--dicom-sr")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     inputs = check_inputs(exams, dicom_options(cfg))
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
-    task_models = [load_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
+    load = load_task_models if cfg.engine == "torch" else load_onnx_task_models
+    task_models = [load(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
@@ -241,6 +250,8 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         started = time.perf_counter()
         written += write_viewer(Path(cfg.html), exams, inputs, task_models, table, ensembles, scoring)
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
+    if cfg.dicom_sr:
+        written += write_reports(Path(cfg.dicom_sr), exams, table, tasks, models_dir, dicom_options(cfg))
     return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes)
 
 

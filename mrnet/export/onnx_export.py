@@ -79,6 +79,7 @@ def export_plane(models_dir: str | Path, task: str, plane: str) -> OnnxCheck:
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():  # the folded-conv branch on the channel count is fixed at 1, as intended
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch's notice about its TorchScript-based exporter
             torch.onnx.export(
                 wrapper,
                 (example,),

@@ -31,6 +31,10 @@ from .unpack import BUNDLE_RECORD
 
 SCHEME = "99MRNET"  # a private coding scheme for the concepts no standard code names (the probabilities)
 SR_SERIES_NUMBER = 9901
+TYPE2_PATIENT_STUDY = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)  # fmt: skip
 
 
 def import_highdicom():
@@ -158,6 +162,10 @@ def structured_report(
         referenced_images=[first[plane] for plane in PLANES],
     )
     evidence = [ds for plane in PLANES for ds in series[plane]]
+    for ds in evidence:  # type 2 in the SR: copied when the source has them, else present and empty (no new values)
+        for keyword in TYPE2_PATIENT_STUDY:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     return hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=content[0],

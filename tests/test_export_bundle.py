@@ -190,3 +190,18 @@ def test_member_names_and_pickle_detection():
     assert mf.looks_pickled("x.json", b"PK\x03\x04")
     assert not mf.looks_pickled("models/acl-axial/model.safetensors", b"\x80\x04\x00\x00")
     assert not mf.looks_pickled("MODEL_CARD.md", b"---\nl")
+
+
+@pytest.mark.slow
+def test_evaluate_and_compare_read_bundles(tiny, bundle, tmp_path):
+    from mrnet.cli.compare import main as compare_main
+    from mrnet.cli.evaluate import main as evaluate_main
+
+    common = ["--data-dir", str(tiny.data_dir), "--device", "cpu", "--bootstrap", "0", "--heatmap-exams", "0"]
+    common += ["--viewer-exams", "0"]
+    direct = evaluate_main(["--models-dir", str(tiny.models_dir), *common, "--out", str(tmp_path / "a")])
+    bundled = evaluate_main(["--bundle", str(bundle), *common, "--out", str(tmp_path / "b")])
+    assert direct["auc"].tolist() == pytest.approx(bundled["auc"].tolist(), abs=1e-9, nan_ok=True)
+    argv = [str(tiny.models_dir), str(bundle), "--data-dir", str(tiny.data_dir), "--device", "cpu"]
+    table = compare_main([*argv, "--bootstrap", "20", "--csv", str(tmp_path / "comparison.csv")])
+    assert table["difference"].abs().max() == 0

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,13 @@ def write_reports(
             continue
         path = folder / f"{re.sub(r'[^A-Za-z0-9._-]', '_', exam.case)}.dcm"
         report = structured_report(series, rows[exam.case], tasks, identity)
-        atomic_write(path, lambda tmp, report=report: report.save_as(tmp, enforce_file_format=True))
+        atomic_write(path, partial(save_report, report))
         written.append(path)
     return written
+
+
+def save_report(report: Any, tmp: Path) -> None:
+    report.save_as(tmp, enforce_file_format=True)
 
 
 def structured_report(

@@ -6,6 +6,7 @@ TASKS = ("abnormal", "acl", "meniscus")
 PLANES = ("axial", "coronal", "sagittal")
 SPLITS = ("train", "valid")
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
+ENGINES = ("torch", "onnxruntime")  # what runs the plane models in predict; see export.onnx_export
 FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see ensemble.stacker.fit_stacker
 SELECT_ON = ("tune", "valid")  # the split that picks the best epoch and drives the scheduler; see data.splits
 PLATEAU_ON = ("loss", "auc")  # what ReduceLROnPlateau watches on that split

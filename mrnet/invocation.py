@@ -20,6 +20,7 @@ COMMAND_NAMES = (
     "evaluate",
     "predict",
     "compare",
+    "export",
 )
 _CLI_FOLDER = Path(__file__).resolve().parent / "cli"
 

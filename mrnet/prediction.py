@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import AMP_MODES, PLANES, TASKS, layout
+from . import AMP_MODES, ENGINES, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
 from .ensemble.file import SavedEnsemble, load_ensemble
 from .ensemble.stacker import ensemble_probabilities
 from .errors import at_least, check_options, one_of
+from .export.dicom_sr import write_reports
+from .export.onnx_export import load_onnx_task_models
 from .files import atomic_write, check_writable, write_json
 from .inference import PlaneModels, TaskModels, exam_series, predict_exams
 from .invocation import command
@@ -64,6 +66,8 @@ class PredictConfig:
     series: list[str] = field(default_factory=list)  # PLANE=SeriesInstanceUID or SeriesDescription, for DICOM
     ignore_orientation: bool = False  # use a DICOM series whose orientation disagrees with its plane
     html: str | None = None  # folder for the exam viewer pages
+    engine: str = "torch"  # or "onnxruntime": the plane models' model.onnx (export onnx)
+    dicom_sr: str | None = None  # folder for a DICOM Structured Report per DICOM exam
 
 
 @dataclass
@@ -213,6 +217,8 @@ def validate_predict_config(cfg: PredictConfig) -> None:
             at_least("--cam-top-k", cfg.cam_top_k, 1),
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--max-slices", cfg.max_slices, 1),
+            one_of("--engine", cfg.engine, ENGINES),
+            (cfg.engine == "torch" or not (cfg.cam or cfg.html), "--cam and --html need --engine torch"),
         ]
     )
 
@@ -228,6 +234,8 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         check_writable(Path(cfg.cam), "--cam")
     if cfg.html:
         check_writable(Path(cfg.html), "--html")
+    if cfg.dicom_sr:
+        check_writable(Path(cfg.dicom_sr), "--dicom-sr")
     exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
     inputs = check_inputs(exams, dicom_options(cfg))
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
@@ -235,13 +243,16 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     models = PlaneModels(models_dir, scoring.device, cfg.image_size)
     for task, saved in ensembles.items():
         models.check_fitted(task, saved.checkpoints, layout.ensemble_file(models_dir, task))
-    task_models = [models.task_models(task) for task in tasks]
+    if cfg.engine == "torch":
+        task_models = [models.task_models(task) for task in tasks]
+    else:  # each ONNX file is checked to come from the weights in its best.pt
+        task_models = [load_onnx_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
     attention: dict[str, Any] = {}
     table = predict_exams(exams, task_models, scoring, inputs.converted, attention)
-    outputs = OutputFolders("predict", cfg.out, cfg.html, cfg.cam)
+    outputs = OutputFolders("predict", cfg.out, cfg.html, cfg.cam, cfg.dicom_sr)
     if cfg.cam:
         from .cam import CamOptions, write_cams  # matplotlib only when asked
 
@@ -266,6 +277,10 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         outputs.add(pages)
         written += pages
         log(f"viewer: {len(exams)} page(s) in {cfg.html} ({time.perf_counter() - started:.1f} s)")
+    if cfg.dicom_sr:
+        reports = write_reports(Path(cfg.dicom_sr), exams, table, tasks, models_dir, dicom_options(cfg))
+        outputs.add(reports)
+        written += reports
     removed = outputs.finish()
     return Prediction(table, tasks, written, skipped, calibration_notes(ensembles) + notes, removed)
 

@@ -106,6 +106,13 @@ def add_models_dir(parser: argparse.ArgumentParser, default: str | None, help_te
     parser.add_argument("--models-dir", "--output-dir", dest="models_dir", default=default, help=help_text)
 
 
+def add_bundle(parser: argparse.ArgumentParser) -> None:
+    """--bundle: read the models from a bundle (export bundle) instead of --models-dir; verified first."""
+    parser.add_argument(
+        "--bundle", default=None, metavar="FILE.zip", help="read the models from this bundle instead of --models-dir"
+    )
+
+
 def add_option(parser: argparse.ArgumentParser, f: Field, **overrides: Any) -> None:
     """The command-line option of a config field (see mrnet.options), its default None so an explicit value shows.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import AMP_MODES, SPLITS
 from .common import EVAL_SLICES_HELP, ArgumentParser, add_tasks, config_from_args, fmt, run_cli
@@ -21,8 +22,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Compare two runs (models folders) on the same exams: AUC difference, its 95 % interval and "
         "DeLong's test, per task and model."
     )
-    parser.add_argument("run_a", metavar="RUN_A", help="models folder of run A")
-    parser.add_argument("run_b", metavar="RUN_B", help="models folder of run B (differences are B - A)")
+    parser.add_argument("run_a", metavar="RUN_A", help="models folder (or bundle .zip) of run A")
+    parser.add_argument(
+        "run_b", metavar="RUN_B", help="models folder (or bundle .zip) of run B (differences are B - A)"
+    )
     parser.add_argument(
         "--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder (default data/MRNet-v1.0)"
     )
@@ -62,9 +65,12 @@ def print_comparison(table, cfg) -> None:
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
     from ..evaluation.compare import CompareConfig, compare_runs
+    from ..export.unpack import bundle_models
 
+    bundles = [run if run.endswith(".zip") and Path(run).is_file() else None for run in (args.run_a, args.run_b)]
+    with bundle_models(bundles[0], args.run_a) as run_a, bundle_models(bundles[1], args.run_b) as run_b:
+        result = compare_runs(config_from_args(CompareConfig, args, run_a=run_a, run_b=run_b))
     cfg = config_from_args(CompareConfig, args)
-    result = compare_runs(cfg)
     print_comparison(result.table, cfg)
     for note in result.notes:
         print(f"note: {note}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, ArgumentParser, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import EVAL_SLICES_HELP, ArgumentParser, add_bundle, add_models_dir, add_tasks, config_from_args, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -26,10 +27,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder (default data/MRNet-v1.0)"
     )
     add_models_dir(parser, "models", "trained models (default models)")
+    add_bundle(parser)
     parser.add_argument(
         "--split", default="valid", choices=("train", "valid"), help="split to evaluate (default valid)"
     )
-    parser.add_argument("--out", default=None, help="report folder (default <models-dir>/report)")
+    parser.add_argument(
+        "--out", default=None, help="report folder (default <models-dir>/report; with --bundle, <bundle>-report)"
+    )
     parser.add_argument(
         "--bootstrap", type=int, default=2000, help="bootstrap resamples for the AUC intervals; 0 = none (default 2000)"
     )
@@ -55,9 +59,12 @@ def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
     from ..evaluation.evaluator import EvalConfig, run_evaluate
     from ..evaluation.report import plain_text, score_relation, text_table
+    from ..export.unpack import bundle_models
 
-    cfg = config_from_args(EvalConfig, args)
-    result = run_evaluate(cfg)
+    with bundle_models(args.bundle, args.models_dir) as models_dir:
+        out = args.out or (str(Path(args.bundle).with_suffix("")) + "-report" if args.bundle else None)
+        cfg = config_from_args(EvalConfig, args, models_dir=models_dir, out=out)
+        result = run_evaluate(cfg)
     print(
         f"\nEvaluation on the {result.split} split ({result.n_exams} exams); AUC intervals from {result.bootstrap} "
         "bootstrap resamples; thresholds by Youden's J (see 'chosen on' in the report)"

@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .. import AMP_MODES, PLANES
-from .common import EVAL_SLICES_HELP, ArgumentParser, add_models_dir, add_tasks, config_from_args, fmt, run_cli
+from .. import AMP_MODES, ENGINES, PLANES
+from .common import (
+    EVAL_SLICES_HELP,
+    ArgumentParser,
+    add_bundle,
+    add_models_dir,
+    add_tasks,
+    config_from_args,
+    fmt,
+    run_cli,
+)
 
 MAX_PRINTED_EXAMS = 20
 
@@ -16,6 +25,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         allow_abbrev=False, description="Predict abnormal / ACL tear / meniscal tear for new exams with trained models."
     )
     add_models_dir(parser, "models", "trained models (default models)")
+    add_bundle(parser)
+    parser.add_argument(
+        "--engine",
+        default="torch",
+        choices=ENGINES,
+        help="what runs the plane models: torch (best.pt) or onnxruntime (model.onnx, see export onnx)",
+    )
     source = parser.add_argument_group("input (choose one)")
     for plane in PLANES:
         source.add_argument(f"--{plane}", default=None, metavar="FILE.npy", help=f"the exam's {plane} series")
@@ -67,6 +83,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="OUT_DIR",
         help="write an exam viewer here: one self-contained HTML page per exam and index.html",
     )
+    parser.add_argument(
+        "--dicom-sr",
+        default=None,
+        metavar="OUT_DIR",
+        help="for DICOM exams, write a DICOM Structured Report per exam here (research use)",
+    )
     return parser
 
 
@@ -94,10 +116,12 @@ def print_predictions(table, tasks: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    from ..export.unpack import bundle_models
     from ..prediction import PredictConfig, run_predict
 
-    cfg = config_from_args(PredictConfig, args)
-    result = run_predict(cfg)
+    with bundle_models(args.bundle, args.models_dir) as models_dir:
+        cfg = config_from_args(PredictConfig, args, models_dir=models_dir)
+        result = run_predict(cfg)
     print()
     print_predictions(result.table, result.tasks)
     for note in result.notes:

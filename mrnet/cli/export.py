@@ -11,16 +11,18 @@ import argparse
 from collections.abc import Sequence
 
 from .. import PLANES
-from .common import add_models_dir, add_tasks, run_cli
+from .common import ArgumentParser, add_models_dir, add_tasks, run_cli
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         allow_abbrev=False,
         description="Share trained models: a bundle (one zip with safetensors weights, stackers, model card and "
         "manifest), unpack one back into a run folder, or export the plane models as ONNX.",
     )
-    actions = parser.add_subparsers(dest="action", required=True, metavar="{bundle,unpack,onnx}")
+    actions = parser.add_subparsers(
+        dest="action", required=True, metavar="{bundle,unpack,onnx}", parser_class=ArgumentParser
+    )
     bundle = actions.add_parser("bundle", allow_abbrev=False, help="write a run as one verifiable zip file")
     add_models_dir(bundle, "models", "the trained run (default models)")
     bundle.add_argument("--out", required=True, metavar="FILE.zip", help="the bundle to write")

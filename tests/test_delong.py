@@ -113,7 +113,7 @@ def test_one_exam_in_a_class_leaves_the_variance_undefined():
 
 
 def test_zero_standard_error_with_a_difference_has_no_p_value_or_interval():
-    # Two positives, two negatives: A ranks every pair right, B every pair wrong; every structural component is constant.
+    # Two positives, two negatives: A ranks every pair right, B every pair wrong; no structural component varies.
     labels = np.array([1, 1, 0, 0])
     a = np.array([0.9, 0.8, 0.2, 0.1])
     b = np.array([0.1, 0.2, 0.8, 0.9])

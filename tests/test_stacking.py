@@ -72,7 +72,7 @@ def test_a_saved_stacker_knows_which_exams_it_was_fitted_on(tmp_path):
 
 
 def confident_tables(n: int, seed: int) -> pd.DataFrame:
-    """Sagittal separates perfectly with confident logits: negatives 14.5 to 20, positives 21 to 30 (all p > 1 - 1e-6)."""
+    """Sagittal separates perfectly with confident logits: negatives 14.5 to 20, positives 21 to 30 (p > 1 - 1e-6)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat([0, 1], n // 2)
     logits = {

@@ -72,7 +72,7 @@ def test_saved_ensemble_round_trips_the_file_byte_for_byte(tmp_path):
         "axial": Threshold(0.25, "tune", "held-out"),
         "ensemble": Threshold(float("nan"), "tune", "out-of-fold"),  # one class in tune: Youden's J undefined
     }
-    record = {"folds": 5, "folds_used": {"train": 2}, "seed": 0, "data_dir": "/data", "fit_split": "train"}
+    record = {"folds": 5, "folds_used": {"tune": 2}, "seed": 0, "data_dir": "/data", "fit_split": "train"}
     record["fit_cases"] = ["0001", "0002"]
     text = ensemble_text(saved_ensemble(model, "acl", "tune", HASHES, "1.0", **record, thresholds=thresholds))
     assert list(json.loads(text)) == [
@@ -88,7 +88,7 @@ def test_saved_ensemble_round_trips_the_file_byte_for_byte(tmp_path):
     assert ensemble_text(saved) == text
     assert saved.fit_cases == ("0001", "0002") and saved.thresholds["axial"] == thresholds["axial"]
     assert math.isnan(saved.thresholds["ensemble"].threshold)
-    assert saved.folds_used == {"train": 2}
+    assert saved.folds_used == {"tune": 2}
 
 
 @pytest.mark.parametrize(

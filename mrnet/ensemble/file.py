@@ -36,7 +36,12 @@ LOGITS, LOG_ODDS, PROBABILITY = "per-plane logit", "per-plane log-odds", "per-pl
 FEATURES = (LOGITS, LOG_ODDS, PROBABILITY)
 THRESHOLD_FIELDS = ("threshold", "chosen_on", "scored")
 THRESHOLD_SPLITS = ("tune", "valid")  # where a threshold may be chosen: never on train
-SCORED = ("held-out", "out-of-fold", "in-sample")  # in-sample: only in files of older versions
+# How a threshold's probabilities relate to the model: in-sample only in files of older versions; "chose the
+# epoch(s)" where the split that chose the plane models' epochs supplied them too.
+SCORED = (
+    *("held-out", "out-of-fold", "in-sample", "chose the epoch", "chose the epochs"),
+    *(f"out-of-fold; {split} chose the epoch{s}" for split in ("tune", "valid") for s in ("", "s")),
+)
 MODELS = (*PLANES, "ensemble")
 REQUIRED = (
     *("format", "format_version", "task", "planes", "features", "fit_on", "sklearn_version", "classes"),
@@ -74,7 +79,7 @@ class SavedEnsemble:
     intercept: float
     checkpoints: Mapping[str, str]  # plane -> sha256 of the best.pt it was fitted on
     folds: int | None = None  # --folds as given: what evaluate draws the same folds with
-    folds_used: Mapping[str, int] | None = None  # split -> the folds its cross-validation could use (fewer exams)
+    folds_used: Mapping[str, int] | None = None  # tune or valid -> the folds its cross-validation used (<= folds)
     seed: int | None = None
     data_dir: str | None = None  # resolved --data-dir of the fit
     fit_split: str | None = None  # the split whose exams it was fitted on
@@ -285,7 +290,7 @@ def _record_problems(payload: dict[str, Any]) -> list[str]:
             found.append(f"{key} {_shown(value)}, expected a whole number of at least {least}")
     used = payload.get("folds_used")
     if used is not None and not (
-        isinstance(used, dict) and all(k in SPLITS and _whole(v) and v >= 2 for k, v in used.items())
+        isinstance(used, dict) and all(k in THRESHOLD_SPLITS and _whole(v) and v >= 2 for k, v in used.items())
     ):
         found.append(f"folds_used {_shown(used)}, expected a split -> folds (at least 2) per cross-validated split")
     if payload.get("data_dir") is not None and not isinstance(payload["data_dir"], str):

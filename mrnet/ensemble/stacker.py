@@ -101,18 +101,26 @@ def fit_stacker(
 
 
 def choose_thresholds(
-    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str]
+    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str], plane_split: str
 ) -> dict[str, Threshold]:
-    """Per model, Youden's threshold on the tuning split when there is one, else on valid; never on train.
+    """Per model, Youden's threshold on probabilities that model was not fitted on; never on train.
 
-    `tables` holds the plane probabilities per split, `ensemble` the ensemble's probabilities on
-    the same splits and `scored` how each was obtained. A threshold chosen on valid is fine for
-    prediction, but evaluate then chooses one per fold so no valid exam is called with a
-    threshold it helped choose.
+    `tables` holds the plane probabilities per split and `plane_split` the split the planes'
+    thresholds are chosen on. `ensemble` holds the ensemble's probabilities on the splits
+    where they are held-out or out-of-fold (never its own fitted ones), `scored` how each was
+    obtained: its threshold is chosen on tune when there, else on valid. A threshold chosen on
+    valid is fine for prediction, but evaluate then chooses one per fold so no valid exam is
+    called with a threshold it helped choose.
     """
+    if any(relation == "in-sample" for relation in scored.values()):
+        raise ValueError("a threshold is never chosen on the stacker's own fitted probabilities")
+    labels = tables[plane_split]["label"].to_numpy()
+    chosen = {
+        p: Threshold(youden_threshold(labels, tables[plane_split][p].to_numpy()), plane_split, "held-out")
+        for p in PLANES
+    }
     split = "tune" if "tune" in ensemble else "valid"
     labels = tables[split]["label"].to_numpy()
-    chosen = {p: Threshold(youden_threshold(labels, tables[split][p].to_numpy()), split, "held-out") for p in PLANES}
     chosen["ensemble"] = Threshold(youden_threshold(labels, ensemble[split]), split, scored[split])
     return chosen
 

@@ -106,10 +106,10 @@ def test_undefined_delong_prints_n_a_and_never_a_verdict():
 
 
 def test_fewer_than_five_exams_of_a_class_is_warned():
-    from mrnet.evaluation.compare import few_exams_notes
+    from mrnet.evaluation.compare import few_exams_warnings
 
     table = pd.DataFrame({"task": ["acl", "acl", "meniscus"], "n": [30, 30, 30], "positives": [2, 2, 15]})
-    notes = few_exams_notes(table, "valid")
+    notes = few_exams_warnings(table, "valid")
     assert len(notes) == 1 and "acl: the valid split holds 2 positive exam(s)" in notes[0]
 
 

@@ -4,7 +4,8 @@
 
 Prints, per task and model (each plane and the ensemble), AUC A, AUC B, B - A with its 95 %
 interval and the p-value of DeLong's test for correlated ROC curves, with a paired
-bootstrap's p-value beside it; writes the same table as CSV.
+bootstrap's p-value beside it (n/a where DeLong's variance is undefined, a warning below 5 exams of a
+class); writes the same table as CSV, by default comparison-SPLIT.csv in RUN_B's folder.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def main(argv: Sequence[str] | None = None):
     cfg = config_from_args(CompareConfig, args)
     result = compare_runs(cfg)
     print_comparison(result.table, cfg)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     for note in result.notes:
         print(f"note: {note}")
     print(f"\ntable: {result.csv}\n")

@@ -153,7 +153,7 @@ def compare_task(a: TaskScores, b: TaskScores, split: str, resamples: int, seed:
 FEW_EXAMS = 5  # below this many exams of a class, DeLong's normal approximation and the bootstrap say little
 
 
-def few_exams_notes(table: pd.DataFrame, split: str) -> list[str]:
+def few_exams_warnings(table: pd.DataFrame, split: str) -> list[str]:
     """A warning per task whose split holds fewer than FEW_EXAMS exams of a class."""
     notes = []
     for task, rows in table.groupby("task", sort=False):
@@ -162,7 +162,7 @@ def few_exams_notes(table: pd.DataFrame, split: str) -> list[str]:
         if smaller < FEW_EXAMS:
             which = "positive" if positives <= n - positives else "negative"
             notes.append(
-                f"warning: {task}: the {split} split holds {smaller} {which} exam(s); with fewer than {FEW_EXAMS} "
+                f"{task}: the {split} split holds {smaller} {which} exam(s); with fewer than {FEW_EXAMS} "
                 "of a class the intervals and p-values are unreliable (n/a below 2)"
             )
     return notes
@@ -187,6 +187,7 @@ def comparison_notes(scores: dict[str, dict[str, TaskScores]], split: str) -> li
 class Comparison:
     table: pd.DataFrame
     notes: list[str]
+    warnings: list[str]
     csv: Path
 
 
@@ -213,4 +214,4 @@ def compare_runs(cfg: CompareConfig, log: Callable[[str], None] = print) -> Comp
     ]
     table = pd.DataFrame(rows)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-    return Comparison(table, few_exams_notes(table, cfg.split) + comparison_notes(scores, cfg.split), path)
+    return Comparison(table, comparison_notes(scores, cfg.split), few_exams_warnings(table, cfg.split), path)

@@ -8,6 +8,7 @@ SPLITS = ("train", "valid")
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
 ENGINES = ("torch", "onnxruntime")  # what runs the plane models in predict; see export.onnx_export
 FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see ensemble.stacker.fit_stacker
+LOGIT = "_logit"  # a score table's column <plane>_logit: the model's float64 logit beside its probability <plane>
 SELECT_ON = ("tune", "valid")  # the split that picks the best epoch and drives the scheduler; see data.splits
 PLATEAU_ON = ("loss", "auc")  # what ReduceLROnPlateau watches on that split
 # What runs saved before these options existed did: no tuning split, the valid split's AUC everywhere.

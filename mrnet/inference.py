@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import PLANES, layout
+from . import LOGIT, PLANES, layout
 from .checkpoint import read_checkpoint
 from .data.dataset import check_and_load
 from .data.exams import ExamInput, read_series
@@ -244,7 +244,8 @@ def plane_probabilities(
     cases: Mapping[str, Sequence[str]] | None = None,
     models: PlaneModels | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
-    """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities.
+    """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities, then their
+    float64 logits as axial_logit, coronal_logit, sagittal_logit (what the stacker takes).
 
     `cases` limits a split to some of its exams (the tuning split is part of train). Works
     plane by plane so only one plane's series are in memory, and each series is read once
@@ -277,9 +278,11 @@ def plane_probabilities(
                 labels = split_data.labels_for(task)[[position[c] for c in chosen]]
                 logits = predict_logits(model, series, *scoring.args(), progress=f"{task}-{plane} {split}")
                 require_finite(logits, f"{task}-{plane}", chosen)
-                columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, plane: sigmoid(logits)}))
+                scored = {plane: sigmoid(logits), f"{plane}{LOGIT}": logits}
+                columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, **scored}))
         del data, loaded
-    return {key: merge_on_case(frames) for key, frames in columns.items()}
+    order = ["case", "label", *PLANES, *(f"{plane}{LOGIT}" for plane in PLANES)]
+    return {key: merge_on_case(frames)[order] for key, frames in columns.items()}
 
 
 def merge_on_case(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -301,7 +304,8 @@ def predict_exams(
     converted: dict[tuple[Path, str], np.ndarray] | None = None,
     attention: dict[str, dict[str, dict[str, list[float]]]] | None = None,
 ) -> pd.DataFrame:
-    """One row per exam: `case`, then each task's `{task}_{plane}` probabilities (the stackers come after).
+    """One row per exam: `case`, each task's `{task}_{plane}` probabilities (the stackers come after), then
+    their float64 logits `{task}_{plane}_logit` (what the stackers take).
 
     `attention`, when given, is filled with case -> task -> plane -> per-slice attention
     weights for the models that pool slices by attention.
@@ -320,13 +324,15 @@ def predict_exams(
             logits = predict_logits(tm.models[plane], series, *scoring.args())
             require_finite(logits, f"{tm.task}-{plane}", [e.case for e in exams])
             table[f"{tm.task}_{plane}"] = sigmoid(logits)
+            table[f"{tm.task}_{plane}{LOGIT}"] = logits
             if attention is not None:
                 for exam, volume in zip(exams, series, strict=True):
                     weights = slice_attention(tm.models[plane], volume, scoring.device)
                     if weights is not None:
                         attention.setdefault(exam.case, {}).setdefault(tm.task, {})[plane] = weights.tolist()
         del raw
-    return table[["case"] + [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]]
+    probabilities = [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]
+    return table[["case", *probabilities, *(f"{c}{LOGIT}" for c in probabilities)]]
 
 
 def exam_series(exam: ExamInput, plane: str, converted: dict[tuple[Path, str], np.ndarray]) -> np.ndarray:

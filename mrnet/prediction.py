@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import AMP_MODES, ENGINES, PLANES, TASKS, layout
+from . import AMP_MODES, ENGINES, LOGIT, PLANES, TASKS, layout
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
@@ -86,14 +86,15 @@ def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, SavedEnsemble
     """Each task's stacked probability from its planes' columns (merged by column name, never by position),
     then its operating threshold and the call `positive` (1 when the probability reaches it)."""
     for task, saved in ensembles.items():
-        planes = table[[f"{task}_{p}" for p in saved.planes]]
-        planes.columns = list(saved.planes)
+        planes = table[[f"{task}_{p}{suffix}" for suffix in ("", LOGIT) for p in saved.planes]]
+        planes.columns = [f"{p}{suffix}" for suffix in ("", LOGIT) for p in saved.planes]
         probs = ensemble_probabilities(saved, planes)
         table[f"{task}_{ENSEMBLE}"] = probs
         chosen = saved.thresholds.get(ENSEMBLE)
         threshold = chosen.threshold if chosen is not None else math.nan
         table[f"{task}_threshold"] = threshold
-        table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if chosen else pd.NA
+        called = chosen is not None and math.isfinite(threshold)  # none chosen (one class): no call, never "negative"
+        table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if called else pd.NA
     ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE, *OPERATING)]
     return table[ordered]
 

@@ -118,10 +118,10 @@ def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def known_probabilities(n: int, seed: int) -> pd.DataFrame:
-    """Sagittal carries the signal, coronal a little, axial none."""
+    """Sagittal carries the signal, coronal a little, axial none; each plane's logit beside its probability."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "case": [f"{i:04d}" for i in range(n)],
             "label": labels,
@@ -130,3 +130,12 @@ def known_probabilities(n: int, seed: int) -> pd.DataFrame:
             "sagittal": np.clip(0.8 * labels + 0.2 * rng.random(n), 0, 1),
         }
     )
+    return with_logits(table)
+
+
+def with_logits(table: pd.DataFrame) -> pd.DataFrame:
+    """The planes' logits as inference gives them beside the probabilities (<plane>_logit), from the probabilities."""
+    for plane in ("axial", "coronal", "sagittal"):
+        p = np.clip(table[plane].to_numpy(dtype=np.float64), 1e-12, 1 - 1e-12)
+        table[f"{plane}_logit"] = np.log(p / (1 - p))
+    return table

@@ -91,3 +91,34 @@ def test_compare_is_a_command():
     assert COMMANDS["compare"] == "mrnet.cli.compare"
     result = run_script("compare.py", "--help")
     assert result.returncode == 0 and "RUN_A" in result.stdout and "--split" in result.stdout
+
+
+def test_undefined_delong_prints_n_a_and_never_a_verdict():
+    from mrnet.cli.compare import difference_text, p_text
+
+    two_positives = {"n": 10, "positives": 2, "difference": 0.6, "ci_low": float("nan"), "p_delong": float("nan")}
+    assert difference_text(two_positives) == "+0.6000 n/a (zero variance)"
+    one_positive = {**two_positives, "positives": 1}
+    assert difference_text(one_positive) == "+0.6000 n/a (too few exams)"
+    assert p_text(one_positive) == "n/a (too few exams)"
+    defined = {**two_positives, "ci_low": -0.1, "ci_high": 1.0, "p_delong": 0.2}
+    assert difference_text(defined) == "+0.6000 (-0.100, +1.000)" and p_text(defined) == "0.200"
+
+
+def test_fewer_than_five_exams_of_a_class_is_warned():
+    from mrnet.evaluation.compare import few_exams_warnings
+
+    table = pd.DataFrame({"task": ["acl", "acl", "meniscus"], "n": [30, 30, 30], "positives": [2, 2, 15]})
+    notes = few_exams_warnings(table, "valid")
+    assert len(notes) == 1 and "acl: the valid split holds 2 positive exam(s)" in notes[0]
+
+
+def test_the_table_goes_beside_run_b_unless_out_is_given_and_options_are_never_abbreviated(tmp_path):
+    from mrnet.cli.compare import get_args_parser
+
+    cfg = CompareConfig(run_a="runs/a", run_b=str(tmp_path / "b"), split="valid")
+    assert cfg.csv_path() == tmp_path / "b" / "comparison-valid.csv"
+    assert CompareConfig(run_a="a", run_b="b", csv="x/c.csv").csv_path().as_posix() == "x/c.csv"
+    assert get_args_parser().parse_args(["a", "b", "--out", "t.csv"]).csv == "t.csv"
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["a", "b", "--boot", "10"])

@@ -99,3 +99,34 @@ def test_agrees_with_a_paired_bootstrap_within_sampling_error():
     assert boot.standard_error == pytest.approx(test.standard_error, rel=0.12)
     assert abs(boot.p_value - test.p_value) < 0.05
     assert boot.low < test.difference < boot.high
+
+
+def test_one_exam_in_a_class_leaves_the_variance_undefined():
+    # One positive: its structural component has no sample variance; p is NaN, not the 0.317 a zero would give.
+    labels = np.array([1, 0, 0, 0, 0])
+    a = np.array([0.9, 0.1, 0.2, 0.3, 0.95])
+    b = np.array([0.9, 0.1, 0.2, 0.3, 0.4])
+    test = delong_test(labels, a, b)
+    assert test.difference == pytest.approx(0.25)
+    assert all(math.isnan(v) for v in (test.standard_error, test.low, test.high, test.z, test.p_value))
+    assert math.isnan(delong_test(1 - labels, a, b).p_value)  # one negative
+
+
+def test_zero_standard_error_with_a_difference_has_no_p_value_or_interval():
+    # Two positives, two negatives: A ranks every pair right, B every pair wrong; no structural component varies.
+    labels = np.array([1, 1, 0, 0])
+    a = np.array([0.9, 0.8, 0.2, 0.1])
+    b = np.array([0.1, 0.2, 0.8, 0.9])
+    test = delong_test(labels, a, b)
+    assert test.difference == pytest.approx(-1.0) and test.standard_error == 0.0
+    assert math.isnan(test.p_value) and math.isnan(test.low) and math.isnan(test.high)
+
+
+def test_intervals_are_clipped_to_the_possible_differences():
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    a = np.array([0.1, 0.2, 0.6, 0.7, 0.5, 0.9])
+    b = np.array([0.9, 0.8, 0.4, 0.1, 0.3, 0.2])
+    test = delong_test(labels, a, b)
+    assert test.p_value < 0.05
+    assert -1.0 <= test.low <= test.difference <= test.high <= 1.0
+    assert test.high == 1.0  # difference + 1.96 SE would pass 1

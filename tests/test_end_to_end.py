@@ -39,9 +39,9 @@ def test_synthetic_data_to_auc_table(tmp_path):
     assert trained.returncode == 0, trained.stderr
     table = pd.read_csv(models / "auc_table.csv")
     assert table["task"].tolist() == ["abnormal", "acl", "meniscus"]
-    assert list(table.columns)[:6] == ["task", "split", "axial", "coronal", "sagittal", "ensemble"]
+    assert list(table.columns)[:7] == ["task", "split", "selected_on", "axial", "coronal", "sagittal", "ensemble"]
     assert set(table["ensemble_fit_on"]) == {"tune"}  # the new defaults: a tuning split, stacked on it
-    assert "AUC on the valid split (ensemble fitted on: tune" in trained.stdout
+    assert "AUC on the valid split (epochs chosen on: tune; ensemble fitted on: tune" in trained.stdout
     assert (models / "tune_cases.csv").is_file() and (models / "thresholds.csv").is_file()
     for task in ("abnormal", "acl", "meniscus"):
         assert (models / f"ensemble-{task}.joblib").is_file()

@@ -23,6 +23,7 @@ from mrnet.errors import MRNetError
 from mrnet.inference import merge_on_case, plane_probabilities
 from mrnet.layout import ENSEMBLE_PREDICTIONS
 from mrnet.layout import ensemble_file as ensemble_path
+from mrnet.stats.thresholds import fold_count
 from mrnet.training.trainer import train
 
 
@@ -84,6 +85,7 @@ def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, caps
     assert list(saved.columns) == [
         "task",
         "split",
+        "selected_on",
         "axial",
         "coronal",
         "sagittal",
@@ -96,6 +98,7 @@ def test_meta_runs_tasks_with_all_planes_and_names_missing_ones(acl_models, caps
     ]
     row = saved.iloc[0]
     assert (row["split"], row["ensemble_fit_on"], row["ensemble_scored"]) == ("valid", "tune", "held-out")
+    assert row["selected_on"] == "tune"  # the tuning split chose the epochs; valid chose nothing
     best = max(PLANES, key=lambda p: row[p])
     assert row["best_plane"] == best and row["ensemble_minus_best"] == pytest.approx(
         row["ensemble"] - row[best], abs=2e-4
@@ -122,9 +125,20 @@ def test_default_fit_is_on_the_tuning_split_with_thresholds_chosen_there(acl_mod
     saved = load_ensemble(ensemble_path(out, "acl"))
     assert saved.fit_on == "tune" and saved.fit_split == "train"
     assert list(saved.fit_cases) == read_tune_cases(out)
-    thresholds = pd.read_csv(out / "thresholds.csv")
-    assert thresholds["model"].tolist() == [*PLANES, "ensemble"]
-    assert set(thresholds["chosen_on"]) == {"tune"}
+    thresholds = pd.read_csv(out / "thresholds.csv").set_index("model")
+    assert thresholds.index.tolist() == [*PLANES, "ensemble"]
+    assert set(thresholds.loc[list(PLANES), "chosen_on"]) == {"tune"}
+    assert set(thresholds["selected_on"]) == {"tune"}
+    # the ensemble's on its out-of-fold tuning probabilities; with under 2 exams of a class there, on valid
+    tune_labels = pd.read_csv(data / "train-acl.csv", header=None, names=["case", "label"], dtype={"case": str})
+    labels = tune_labels.set_index("case").loc[read_tune_cases(out), "label"].to_numpy()
+    if fold_count(labels, 5):
+        assert tuple(thresholds.loc["ensemble", ["chosen_on", "scored"]]) == (
+            "tune",
+            "out-of-fold; tune chose the epochs",
+        )
+    else:
+        assert tuple(thresholds.loc["ensemble", ["chosen_on", "scored"]]) == ("valid", "held-out")
     assert json.loads((out / "meta_config.json").read_text())["fit_on"] == "tune"
 
 
@@ -136,9 +150,10 @@ def test_paper_fit_uses_the_trained_on_exams_and_still_thresholds_on_tune(acl_mo
     tune = read_tune_cases(out)
     assert saved.fit_on == "train" and len(saved.fit_cases) == 12 - len(tune)
     assert not set(saved.fit_cases) & set(tune)
-    assert saved.thresholds["ensemble"] == Threshold(ANY, chosen_on="tune", scored="held-out")
+    # held-out from the stacker, but the tuning split chose the planes' epochs (--select-on tune)
+    assert saved.thresholds["ensemble"] == Threshold(ANY, chosen_on="tune", scored="chose the epochs")
     on_disk = json.loads(ensemble_path(out, "acl").read_text())["thresholds"]["ensemble"]
-    assert on_disk == {"threshold": ANY, "chosen_on": "tune", "scored": "held-out"}
+    assert on_disk == {"threshold": ANY, "chosen_on": "tune", "scored": "chose the epochs"}
     assert table.loc[0, "ensemble_fit_on"] == "train"
 
 

@@ -20,10 +20,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from mrnet import PLANES, TASKS
+from mrnet.ensemble.file import load_ensemble
 from mrnet.ensemble.fit import MetaConfig, fit_ensembles
 from mrnet.errors import MRNetError
 from mrnet.evaluation.evaluator import EvalConfig, run_evaluate
 from mrnet.evaluation.showcase import pick
+from mrnet.layout import ensemble_file
 from mrnet.stats.auc import auc_rows, bootstrap_auc, bootstrap_indices, competition_score
 from mrnet.stats.thresholds import cross_validated_operating_point, operating_point, youden_threshold
 from mrnet.synthetic import make_dataset
@@ -182,10 +184,15 @@ def test_report_files_and_links(report):
     assert per_model[["brier", "ece"]].notna().all().all()
 
 
-def test_report_says_how_each_number_was_made(report):
+def test_report_says_how_each_number_was_made(report, tiny):
     out, metrics = report
     rows = metrics[metrics["task"] != "mean"]
-    assert set(rows["threshold_chosen_on"]) == {"tune"}  # the tiny models have a tuning split
+    assert set(rows.loc[rows["model"] != "ensemble", "threshold_chosen_on"]) == {"tune"}  # a tuning split
+    for task, chosen in rows.loc[rows["model"] == "ensemble", ["task", "threshold_chosen_on"]].to_numpy():
+        # the ensemble's on tune, out of fold; on valid where tune holds under 2 exams of a class: valid is then
+        # called with thresholds chosen on the other folds
+        saved = load_ensemble(ensemble_file(tiny.models_dir, task))
+        assert chosen == ("tune" if saved.thresholds["ensemble"].chosen_on == "tune" else "valid, out-of-fold")
     assert set(rows["probabilities"]) == {"held-out"}  # valid chose nothing: epochs, stacker, thresholds on tune
     text = (out / "report.md").read_text()
     assert "## How these numbers were made" in text
@@ -229,7 +236,9 @@ def test_another_dataset_chose_nothing_and_gets_the_saved_thresholds(tiny, tmp_p
     )
     rows = run_evaluate(cfg).metrics
     rows = rows[rows["task"] == "acl"]
-    assert set(rows["probabilities"]) == {"held-out"} and set(rows["threshold_chosen_on"]) == {"tune"}
+    saved = {m: t.chosen_on for m, t in load_ensemble(ensemble_file(tiny.models_dir, "acl")).thresholds.items()}
+    assert set(rows["probabilities"]) == {"held-out"}
+    assert rows.set_index("model")["threshold_chosen_on"].to_dict() == saved  # as saved: another dataset chose none
 
 
 def test_missing_models_is_a_clear_error(tiny_data, tmp_path):

@@ -175,23 +175,41 @@ def fmt(value: float | None, digits: int = 4) -> str:
 
 
 def print_auc_table(table) -> None:
-    """The AUC table as console text: a row per task, the mean over tasks, then the ensemble against its best plane."""
+    """The AUC table as console text: what chose what, a row per task, the mean over tasks, the ensemble against
+    its best plane (n/a where DeLong's test is undefined: too few exams of a class, or no variance)."""
     columns = ["axial", "coronal", "sagittal", "ensemble"]
-    fit_on, scored = table["ensemble_fit_on"].iloc[0], table["ensemble_scored"].iloc[0]
-    print(f"\nAUC on the valid split (ensemble fitted on: {fit_on}; its valid figures are {scored})")
+    print(f"\nAUC on the valid split ({auc_table_provenance(table)})")
     header = f"{'task':<10}" + "".join(f"{c:>10}" for c in columns) + f"  {'ensemble vs best plane':<30}"
     print(header)
     print("-" * len(header))
     for row in table.to_dict("records"):
         cells = "".join(f"{fmt(row[c]):>10}" for c in columns)
-        verdict = (
-            "beats" if row["ensemble_minus_best"] > 0 else ("ties" if row["ensemble_minus_best"] == 0 else "below")
-        )
-        versus = (
-            f"{verdict} {row['best_plane']}: {row['ensemble_minus_best']:+.4f} (DeLong p {fmt(row['p_delong'], 3)})"
-        )
-        print(f"{row['task']:<10}{cells}  {versus}")
+        print(f"{row['task']:<10}{cells}  {versus_best_plane(row)}")
     if len(table) > 1:
         mean = table[columns].mean(skipna=False)  # n/a when a task's AUC is undefined, as evaluate reports it
         print(f"{'mean':<10}" + "".join(f"{fmt(mean[c]):>10}" for c in columns))
     print()
+
+
+def auc_table_provenance(table) -> str:
+    """Which split chose the planes' epochs and what the stacker learned from: the valid figures are held-out only
+    where valid chose nothing (tables saved before `selected_on` was recorded say only what the stacker did)."""
+    fit_on, scored = table["ensemble_fit_on"].iloc[0], table["ensemble_scored"].iloc[0]
+    if "selected_on" not in table:
+        return f"ensemble fitted on: {fit_on}; its valid figures are {scored}"
+    selected = sorted(set(table["selected_on"]))
+    scored_all = sorted(set(table["ensemble_scored"]))
+    text = f"epochs chosen on: {'; '.join(selected)}; ensemble fitted on: {fit_on}"
+    if any("valid" in s for s in selected):
+        return text + "; valid chose plane epochs, so these figures are optimistic, not those of unseen exams"
+    return text + f"; the ensemble's valid figures are {', '.join(scored_all)}"
+
+
+def versus_best_plane(row: dict) -> str:
+    difference, p = row["ensemble_minus_best"], row["p_delong"]
+    if math.isnan(difference):
+        return f"{row['best_plane']}: n/a (one class)"
+    if math.isnan(p):
+        return f"{difference:+.4f} against {row['best_plane']} (DeLong p n/a: too few exams or no variance)"
+    verdict = "beats" if difference > 0 else ("ties" if difference == 0 else "below")
+    return f"{verdict} {row['best_plane']}: {difference:+.4f} (DeLong p {fmt(p, 3)})"

@@ -4,12 +4,14 @@
 
 Prints, per task and model (each plane and the ensemble), AUC A, AUC B, B - A with its 95 %
 interval and the p-value of DeLong's test for correlated ROC curves, with a paired
-bootstrap's p-value beside it; writes the same table as CSV.
+bootstrap's p-value beside it (n/a where DeLong's variance is undefined, a warning below 5 exams of a
+class); writes the same table as CSV, by default comparison-SPLIT.csv in RUN_B's folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from .common import EVAL_SLICES_HELP, ArgumentParser, add_tasks, config_from_arg
 def get_args_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         description="Compare two runs (models folders) on the same exams: AUC difference, its 95 % interval and "
-        "DeLong's test, per task and model."
+        "DeLong's test, per task and model.",
     )
     parser.add_argument("run_a", metavar="RUN_A", help="models folder (or bundle .zip) of run A")
     parser.add_argument(
@@ -37,7 +39,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--bootstrap", type=int, default=2000, help="paired bootstrap resamples beside DeLong's test (default 2000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--csv", default="comparison.csv", help="where the table goes (default comparison.csv)")
+    parser.add_argument(
+        "--out",
+        "--csv",
+        dest="csv",
+        default=None,
+        help="CSV file the table goes to (default RUN_B/comparison-SPLIT.csv)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
@@ -51,15 +59,33 @@ def print_comparison(table, cfg) -> None:
         f"{first['n']} exams for both runs; difference B - A with DeLong's 95 % interval and two-sided p-value "
         "(correlated ROC curves), and a paired bootstrap's p-value"
     )
-    header = f"{'task':<10}{'model':<10}{'AUC A':>8}{'AUC B':>8}  {'B - A (95% CI)':<26}{'p DeLong':>9}{'p boot':>8}"
+    header = f"{'task':<10}{'model':<10}{'AUC A':>8}{'AUC B':>8}  {'B - A (95% CI)':<26}{'p boot':>8}  {'p DeLong'}"
     print(header)
     print("-" * len(header))
     for row in table.to_dict("records"):
-        interval = f"{row['difference']:+.4f} ({row['ci_low']:+.3f}, {row['ci_high']:+.3f})"
+        interval = difference_text(row)
         print(
             f"{row['task']:<10}{row['model']:<10}{fmt(row['auc_a']):>8}{fmt(row['auc_b']):>8}  {interval:<26}"
-            f"{fmt(row['p_delong'], 3):>9}{fmt(row['p_bootstrap'], 3):>8}"
+            f"{fmt(row['p_bootstrap'], 3):>8}  {p_text(row)}"
         )
+
+
+def difference_text(row: dict) -> str:
+    """B - A with its interval; n/a, with the reason, where DeLong's variance is undefined."""
+    if math.isnan(row["difference"]):
+        return "n/a (one class)"
+    if math.isnan(row["ci_low"]):
+        smaller = min(row["positives"], row["n"] - row["positives"])
+        reason = "too few exams" if smaller < 2 else "zero variance"
+        return f"{row['difference']:+.4f} n/a ({reason})"
+    return f"{row['difference']:+.4f} ({row['ci_low']:+.3f}, {row['ci_high']:+.3f})"
+
+
+def p_text(row: dict) -> str:
+    p = row["p_delong"]
+    if not math.isnan(p):
+        return fmt(p, 3)
+    return "n/a (too few exams)" if min(row["positives"], row["n"] - row["positives"]) < 2 else "n/a"
 
 
 def main(argv: Sequence[str] | None = None):
@@ -72,6 +98,8 @@ def main(argv: Sequence[str] | None = None):
         result = compare_runs(config_from_args(CompareConfig, args, run_a=run_a, run_b=run_b))
     cfg = config_from_args(CompareConfig, args)
     print_comparison(result.table, cfg)
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     for note in result.notes:
         print(f"note: {note}")
     print(f"\ntable: {result.csv}\n")

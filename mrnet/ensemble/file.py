@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -21,22 +22,41 @@ from typing import Any
 
 import numpy as np
 
-from .. import FIT_ON, PLANES, TASKS, layout
+from .. import FIT_ON, PLANES, SPLITS, TASKS, layout
 from ..errors import MRNetError
 from ..invocation import command
 
 FORMAT = "mrnet-ensemble"
 FORMAT_VERSION = 1
-LOG_ODDS, PROBABILITY = "per-plane log-odds", "per-plane probability"  # the stacker's inputs, as the file names them
-FEATURES = (LOG_ODDS, PROBABILITY)
+# The stacker's inputs, as the file names them. LOGITS: the plane models' float64 logits themselves (this
+# version). LOG_ODDS: log-odds of probabilities clipped to [1e-6, 1 - 1e-6], so every logit past +-13.8 was
+# the same number; PROBABILITY: the probabilities. Stackers saved with those still load and are applied as
+# they were fitted.
+LOGITS, LOG_ODDS, PROBABILITY = "per-plane logit", "per-plane log-odds", "per-plane probability"
+FEATURES = (LOGITS, LOG_ODDS, PROBABILITY)
 THRESHOLD_FIELDS = ("threshold", "chosen_on", "scored")
+THRESHOLD_SPLITS = ("tune", "valid")  # where a threshold may be chosen: never on train
+# How a threshold's probabilities relate to the model: in-sample only in files of older versions; "chose the
+# epoch(s)" where the split that chose the plane models' epochs supplied them too.
+SCORED = (
+    *("held-out", "out-of-fold", "in-sample", "chose the epoch", "chose the epochs"),
+    *(f"out-of-fold; {split} chose the epoch{s}" for split in ("tune", "valid") for s in ("", "s")),
+)
+MODELS = (*PLANES, "ensemble")
+REQUIRED = (
+    *("format", "format_version", "task", "planes", "features", "fit_on", "sklearn_version", "classes"),
+    *("coef", "intercept", "checkpoints"),
+)
+OPTIONAL = ("folds", "folds_used", "seed", "data_dir", "fit_split", "fit_cases", "thresholds", "threshold")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,40}")  # a scikit-learn version string, shown in a warning
 
 
 @dataclass(frozen=True)
 class Threshold:
     """A model's operating threshold (Youden's J) and the probabilities it was chosen on."""
 
-    threshold: float
+    threshold: float  # a probability; NaN (null in the file) where one class was missing and none could be chosen
     chosen_on: str  # the split: "tune" or "valid"
     scored: str  # how those probabilities relate to the model: "held-out", "out-of-fold" or "in-sample"
 
@@ -51,14 +71,15 @@ class SavedEnsemble:
 
     task: str
     planes: tuple[str, ...]  # the order of `coef`
-    features: str  # LOG_ODDS, or PROBABILITY for stackers saved before the log-odds
+    features: str  # LOGITS, or LOG_ODDS / PROBABILITY for stackers saved by older versions
     fit_on: str  # one of FIT_ON
     sklearn_version: str
     classes: tuple[int, ...]
     coef: tuple[float, ...]  # one weight per plane, in `planes` order
     intercept: float
     checkpoints: Mapping[str, str]  # plane -> sha256 of the best.pt it was fitted on
-    folds: int | None = None
+    folds: int | None = None  # --folds as given: what evaluate draws the same folds with
+    folds_used: Mapping[str, int] | None = None  # tune or valid -> the folds its cross-validation used (<= folds)
     seed: int | None = None
     data_dir: str | None = None  # resolved --data-dir of the fit
     fit_split: str | None = None  # the split whose exams it was fitted on
@@ -81,14 +102,20 @@ class SavedEnsemble:
             "intercept": self.intercept,
             "checkpoints": dict(self.checkpoints),
         }
-        record = {"folds": self.folds, "seed": self.seed, "data_dir": self.data_dir, "fit_split": self.fit_split}
+        record = {
+            "folds": self.folds,
+            "folds_used": None if self.folds_used is None else dict(self.folds_used),
+            "seed": self.seed,
+            "data_dir": self.data_dir,
+            "fit_split": self.fit_split,
+        }
         payload.update({key: value for key, value in record.items() if value is not None})
         if self.fit_cases is not None:
             payload["fit_cases"] = list(self.fit_cases)
         if self.thresholds:
-            payload["thresholds"] = {model: asdict(t) for model, t in self.thresholds.items()}
+            payload["thresholds"] = {model: _nan_as_null(asdict(t)) for model, t in self.thresholds.items()}
         if self.threshold is not None:
-            payload["threshold"] = self.threshold
+            payload["threshold"] = None if math.isnan(self.threshold) else self.threshold
         return payload
 
     @classmethod
@@ -106,13 +133,25 @@ class SavedEnsemble:
             intercept=float(payload["intercept"]),
             checkpoints=dict(payload["checkpoints"]),
             folds=payload.get("folds"),
+            folds_used=None if payload.get("folds_used") is None else dict(payload["folds_used"]),
             seed=payload.get("seed"),
             data_dir=payload.get("data_dir"),
             fit_split=payload.get("fit_split"),
             fit_cases=None if fit_cases is None else tuple(fit_cases),
-            thresholds={model: Threshold(**values) for model, values in payload.get("thresholds", {}).items()},
+            thresholds={model: _threshold(values) for model, values in payload.get("thresholds", {}).items()},
             threshold=None if payload.get("threshold") is None else float(payload["threshold"]),
         )
+
+
+def _nan_as_null(values: dict[str, Any]) -> dict[str, Any]:
+    """A threshold as the file holds it: valid JSON, so an undefined one is null, not NaN."""
+    undefined = isinstance(values["threshold"], float) and math.isnan(values["threshold"])
+    return {**values, "threshold": None} if undefined else values
+
+
+def _threshold(values: Mapping[str, Any]) -> Threshold:
+    threshold = math.nan if values["threshold"] is None else float(values["threshold"])
+    return Threshold(threshold, values["chosen_on"], values["scored"])
 
 
 def file_sha256(path: Path) -> str:
@@ -136,7 +175,7 @@ def saved_ensemble(
     sklearn_version: str,
     **record: Any,
 ) -> SavedEnsemble:
-    """A fitted binary LogisticRegression over the planes' log-odds, as the file stores it.
+    """A fitted binary LogisticRegression over the planes' logits, as the file stores it.
 
     `record`: what the stacker was fitted on (folds, seed, data_dir, fit_split, fit_cases) and
     the operating thresholds chosen for it.
@@ -144,7 +183,7 @@ def saved_ensemble(
     return SavedEnsemble(
         task=task,
         planes=tuple(PLANES),
-        features=LOG_ODDS,
+        features=LOGITS,
         fit_on=fit_on,
         sklearn_version=sklearn_version,
         classes=tuple(int(c) for c in model.classes_),
@@ -183,7 +222,9 @@ def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
         raise MRNetError(f"{path} is not a readable ensemble file ({type(err).__name__}: {err})") from None
     found = problems(payload, task)
     if found:
-        raise MRNetError(f"{path} is not a valid MRNet ensemble file: {'; '.join(found)}")
+        raise MRNetError(
+            f"{path} is not a valid MRNet ensemble file: {'; '.join(found)}. Refit it with {command('train-meta')}"
+        )
     import sklearn
 
     if payload["sklearn_version"] != sklearn.__version__:
@@ -197,40 +238,45 @@ def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
 
 
 def problems(payload: Any, task: str | None) -> list[str]:
-    """Everything wrong with a parsed ensemble file, each in a few words; empty when it is valid."""
+    """Everything wrong with a parsed ensemble file, each naming its field in a few words; empty when it is valid."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         return [f"no '{FORMAT}' marker"]
     if payload.get("format_version") != FORMAT_VERSION:
-        return [f"format version {payload.get('format_version')!r}, this version reads {FORMAT_VERSION}"]
+        return [f"format version {_shown(payload.get('format_version'))}, this version reads {FORMAT_VERSION}"]
     found = []
+    missing = [key for key in REQUIRED if key not in payload]
+    if missing:
+        found.append(f"missing field(s) {', '.join(missing)}")
+    unknown = [key for key in payload if key not in REQUIRED + OPTIONAL]
+    if unknown:
+        found.append(f"unknown field(s) {', '.join(_shown(k) for k in unknown)}")
     if payload.get("task") not in TASKS or (task is not None and payload.get("task") != task):
-        found.append(f"task {payload.get('task')!r}, expected {task or 'one of ' + ', '.join(TASKS)}")
+        found.append(f"task {_shown(payload.get('task'))}, expected {task or 'one of ' + ', '.join(TASKS)}")
     planes = payload.get("planes")
-    if not isinstance(planes, list) or sorted(planes) != sorted(PLANES):
-        found.append(f"planes {planes!r}, expected each of {', '.join(PLANES)} once")
+    if not (isinstance(planes, list) and all(isinstance(p, str) for p in planes) and sorted(planes) == sorted(PLANES)):
+        found.append(f"planes {_shown(planes)}, expected each of {', '.join(PLANES)} once")
     if payload.get("classes") != [0, 1]:
-        found.append(f"classes {payload.get('classes')!r}, expected [0, 1]")
+        found.append(f"classes {_shown(payload.get('classes'))}, expected [0, 1]")
     coef = payload.get("coef")
     if not (isinstance(coef, list) and len(coef) == len(PLANES) and all(_finite_number(c) for c in coef)):
-        found.append(f"coef {coef!r}, expected {len(PLANES)} finite numbers")
+        found.append(f"coef {_shown(coef)}, expected {len(PLANES)} finite numbers")
     if not _finite_number(payload.get("intercept")):
-        found.append(f"intercept {payload.get('intercept')!r}, expected a finite number")
+        found.append(f"intercept {_shown(payload.get('intercept'))}, expected a finite number")
     if payload.get("features") not in FEATURES:
-        found.append(f"features {payload.get('features')!r}, expected one of {', '.join(FEATURES)}")
-    thresholds = payload.get("thresholds", {})
-    if not (isinstance(thresholds, dict) and all(_is_threshold(t) for t in thresholds.values())):
-        found.append(f"thresholds: expected an object per model with {', '.join(THRESHOLD_FIELDS)}")
+        found.append(f"features {_shown(payload.get('features'))}, expected one of {', '.join(FEATURES)}")
+    found += _thresholds_problems(payload.get("thresholds", {}))
     if payload.get("fit_on") not in FIT_ON:
-        found.append(f"fit_on {payload.get('fit_on')!r}, expected one of {', '.join(FIT_ON)}")
-    if not isinstance(payload.get("sklearn_version"), str):
-        found.append("no scikit-learn version")
+        found.append(f"fit_on {_shown(payload.get('fit_on'))}, expected one of {', '.join(FIT_ON)}")
+    version = payload.get("sklearn_version")
+    if not (isinstance(version, str) and VERSION.fullmatch(version)):
+        found.append(f"sklearn_version {_shown(version)}, expected a scikit-learn version such as 1.5.2")
     hashes = payload.get("checkpoints")
     if not (
         isinstance(hashes, dict)
         and sorted(hashes) == sorted(PLANES)
-        and all(isinstance(h, str) and len(h) == 64 for h in hashes.values())
+        and all(isinstance(h, str) and SHA256.fullmatch(h) for h in hashes.values())
     ):
-        found.append("checkpoints: expected a sha256 per plane")
+        found.append("checkpoints: expected a sha256 (64 hex digits) per plane")
     found += _record_problems(payload)
     return found
 
@@ -238,40 +284,73 @@ def problems(payload: Any, task: str | None) -> list[str]:
 def _record_problems(payload: dict[str, Any]) -> list[str]:
     """What the stacker was fitted on: optional (older files lack it), but of the right type when present."""
     found = []
-    for key in ("folds", "seed"):
+    for key, least in (("folds", 2), ("seed", 0)):
         value = payload.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            found.append(f"{key} {value!r}, expected a whole number")
-    for key in ("data_dir", "fit_split"):
-        if payload.get(key) is not None and not isinstance(payload[key], str):
-            found.append(f"{key} {payload[key]!r}, expected a string")
-    if payload.get("fit_split") is not None and not all(isinstance(payload.get(k), int) for k in ("folds", "seed")):
+        if value is not None and not (_whole(value) and value >= least):
+            found.append(f"{key} {_shown(value)}, expected a whole number of at least {least}")
+    used = payload.get("folds_used")
+    if used is not None and not (
+        isinstance(used, dict) and all(k in THRESHOLD_SPLITS and _whole(v) and v >= 2 for k, v in used.items())
+    ):
+        found.append(f"folds_used {_shown(used)}, expected a split -> folds (at least 2) per cross-validated split")
+    if payload.get("data_dir") is not None and not isinstance(payload["data_dir"], str):
+        found.append(f"data_dir {_shown(payload['data_dir'])}, expected a string")
+    if payload.get("fit_split") is not None and payload["fit_split"] not in SPLITS:
+        found.append(f"fit_split {_shown(payload['fit_split'])}, expected one of {', '.join(SPLITS)}")
+    if payload.get("fit_split") is not None and not all(_whole(payload.get(k)) for k in ("folds", "seed")):
         found.append("fit_split without the folds and seed its out-of-fold figures are drawn with")
     cases = payload.get("fit_cases")
     if cases is not None and not (isinstance(cases, list) and all(isinstance(c, str) for c in cases)):
         found.append("fit_cases: expected a list of case ids")
-    if payload.get("threshold") is not None and not _number(payload["threshold"]):
-        found.append(f"threshold {payload['threshold']!r}, expected a number")
+    if payload.get("threshold") is not None and not _probability(payload["threshold"]):
+        found.append(f"threshold {_shown(payload['threshold'])}, expected a probability from 0 to 1")
     return found
+
+
+def _thresholds_problems(thresholds: Any) -> list[str]:
+    """Each saved operating threshold: a probability (null where none could be chosen) and where it was chosen."""
+    if not isinstance(thresholds, dict):
+        return [f"thresholds {_shown(thresholds)}, expected an object per model"]
+    found = []
+    for model, value in thresholds.items():
+        where = f"thresholds.{_shown(model, quote=False)}"
+        if model not in MODELS:
+            found.append(f"{where}: unknown model, expected one of {', '.join(MODELS)}")
+        if not (isinstance(value, dict) and sorted(value) == sorted(THRESHOLD_FIELDS)):
+            found.append(f"{where} {_shown(value)}, expected an object with {', '.join(THRESHOLD_FIELDS)}")
+            continue
+        if value["threshold"] is not None and not _probability(value["threshold"]):
+            found.append(f"{where}.threshold {_shown(value['threshold'])}, expected a probability from 0 to 1 or null")
+        if value["chosen_on"] not in THRESHOLD_SPLITS:
+            found.append(
+                f"{where}.chosen_on {_shown(value['chosen_on'])}, expected one of {', '.join(THRESHOLD_SPLITS)}"
+            )
+        if value["scored"] not in SCORED:
+            found.append(f"{where}.scored {_shown(value['scored'])}, expected one of {', '.join(SCORED)}")
+    return found
+
+
+def _shown(value: Any, quote: bool = True) -> str:
+    """A value from the file as a message shows it: repr, cut short, so nothing in it reaches a terminal raw."""
+    text = ascii(value) if quote else ascii(str(value)).strip("'")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _finite_number(value: Any) -> bool:
     return _number(value) and math.isfinite(value)
 
 
-def _is_threshold(value: Any) -> bool:
-    """A saved threshold: a number (NaN where Youden's J was undefined) and two names."""
-    return (
-        isinstance(value, dict)
-        and sorted(value) == sorted(THRESHOLD_FIELDS)
-        and _number(value["threshold"])
-        and isinstance(value["chosen_on"], str)
-        and isinstance(value["scored"], str)
-    )
+def _probability(value: Any) -> bool:
+    """A usable threshold: finite, from 0 to 1 (NaN, infinity or 2.0 would call every exam negative)."""
+    return _finite_number(value) and 0.0 <= value <= 1.0
 
 
 def check_fitted_checkpoints(saved: SavedEnsemble, models_dir: str | Path, path: Path) -> None:

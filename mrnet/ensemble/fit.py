@@ -21,7 +21,7 @@ config replace the earlier ones together, so a failure leaves the folder as it w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from .. import AMP_MODES, FIT_ON, PLANES, TASKS, layout
+from .. import AMP_MODES, FIT_ON, LEGACY_RECIPE, PLANES, TASKS, layout
 from ..checkpoint import load_checkpoint
 from ..data.dataset import check_and_load
 from ..data.fingerprint import describe_changes, fingerprint_of
 from ..data.splits import read_tune_cases, tune_split_for
 from ..device import Scoring
 from ..errors import MRNetError, at_least, check_options, one_of, seed_rule
-from ..files import atomic_write_many, check_writable, json_text
+from ..files import atomic_write_many, check_writable, json_text, temporary_leftovers
 from ..inference import PlaneModels, plane_probabilities
 from ..invocation import command
 from ..runinfo import environment, plain
@@ -47,10 +47,13 @@ from .file import checkpoint_hashes, ensemble_files, saved_ensemble
 from .stacker import choose_thresholds, features, fit_stacker, out_of_fold
 
 MODELS = (*PLANES, "ensemble")
-# auc_table.csv: AUCs on the valid split; how the ensemble was fitted and scored; the ensemble against its best plane.
+# auc_table.csv: AUCs on the valid split, the split(s) that chose the plane models' epochs, how the ensemble was
+# fitted and how its valid figures relate to what chose (never "held-out" where valid chose an epoch), and the
+# ensemble against its best plane.
 TABLE_COLUMNS = [
     "task",
     "split",
+    "selected_on",
     *PLANES,
     "ensemble",
     "ensemble_fit_on",
@@ -104,8 +107,12 @@ def resolve_fit_on(cfg: MetaConfig, tune_cases: list[str] | None) -> str:
     return cfg.fit_on
 
 
-def check_plane_models(cfg: MetaConfig, tasks: list[str], tune_cases: list[str] | None, fit_on: str) -> None:
+def check_plane_models(
+    cfg: MetaConfig, tasks: list[str], tune_cases: list[str] | None, fit_on: str
+) -> dict[str, dict[str, str]]:
     """Every checkpoint must load, and where the tuning split is used, none may have trained on it.
+
+    Returns, per task and plane, the split that chose the model's best epoch (--select-on).
 
     A model trained with another --tune-fraction or --split-seed (or none) learned some of the
     tuning exams, and its probabilities there would be in-sample: stacking or thresholds
@@ -113,9 +120,11 @@ def check_plane_models(cfg: MetaConfig, tasks: list[str], tune_cases: list[str] 
     """
     draws: dict[tuple[float, int], tuple[str, ...]] = {}
     problems = []
+    selected: dict[str, dict[str, str]] = {task: {} for task in tasks}
     for task in tasks:  # a wrong or corrupt checkpoint is reported before any long computation
         for plane in PLANES:
             config = load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)["config"]
+            selected[task][plane] = str(config.get("select_on", LEGACY_RECIPE["select_on"]))
             if not tune_cases or fit_on == "valid-cv":
                 continue
             key = (float(config.get("tune_fraction", 0.0)), int(config.get("split_seed", 0)))
@@ -129,10 +138,33 @@ def check_plane_models(cfg: MetaConfig, tasks: list[str], tune_cases: list[str] 
             f"they trained on some of its exams: {', '.join(problems)}. Retrain them with the folder's "
             "--tune-fraction and --split-seed, or fit with --fit-on valid-cv"
         )
+    return selected
 
 
-def auc_row(task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, scored: str) -> dict[str, Any]:
-    """The task's valid AUCs, and the ensemble against its best plane (DeLong's test on the same exams)."""
+def selected_text(selected: dict[str, str]) -> str:
+    """The split that chose the planes' epochs: one name when they agree, else per plane."""
+    splits = set(selected.values())
+    if len(splits) == 1:
+        return splits.pop()
+    return ", ".join(f"{plane} {selected[plane]}" for plane in PLANES)
+
+
+def scored_given_selection(relation: str, splits: set[str], split: str, plural: bool = True) -> str:
+    """How figures on `split` relate to what chose: the stacker's relation, unless `split` chose an epoch.
+
+    A stacker held out from valid still combines plane models whose epochs valid chose, so
+    those figures are optimistic and never called held-out.
+    """
+    if split not in splits:
+        return relation
+    chose = "chose the epochs" if plural else "chose the epoch"
+    return chose if relation == "held-out" else f"{relation}; {split} {chose}"
+
+
+def auc_row(
+    task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, scored: str, selected: dict[str, str]
+) -> dict[str, Any]:
+    """The task's valid AUCs, what chose, and the ensemble against its best plane (DeLong's test on the same exams)."""
     labels = valid["label"].to_numpy()
     aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in PLANES}
     defined = [p for p in PLANES if not np.isnan(aucs[p])]
@@ -141,10 +173,11 @@ def auc_row(task: str, valid: pd.DataFrame, ensemble: np.ndarray, fit_on: str, s
     return {
         "task": task,
         "split": "valid",
+        "selected_on": selected_text(selected),
         **aucs,
         "ensemble": auc_or_nan(labels, ensemble),
         "ensemble_fit_on": fit_on,
-        "ensemble_scored": scored,
+        "ensemble_scored": scored_given_selection(scored, set(selected.values()), "valid"),
         "best_plane": best,
         "ensemble_minus_best": versus.difference,
         "p_delong": versus.p_value,
@@ -174,25 +207,48 @@ class FittedTask:
     auc: dict[str, Any]
     predictions: pd.DataFrame
     thresholds: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
 
 
 def fit_task(
-    cfg: MetaConfig, task: str, parts: dict[str, pd.DataFrame], fit_on: str, checkpoints: dict[str, str]
+    cfg: MetaConfig,
+    task: str,
+    parts: dict[str, pd.DataFrame],
+    fit_on: str,
+    checkpoints: dict[str, str],
+    selected: dict[str, str],
 ) -> FittedTask:
-    """Fit one task's stacker with its thresholds."""
+    """Fit one task's stacker with its thresholds, none of them chosen on probabilities the stacker was fitted on."""
     valid = parts["valid"]
     fitted_on = parts.get(fit_on)
     model, valid_ensemble = fit_stacker(fitted_on, valid, fit_on, cfg.folds, cfg.seed)
     ensemble = {"valid": valid_ensemble}
     scored = {"valid": "out-of-fold" if fit_on == "valid-cv" else "held-out"}
+    folds_used, notes = {}, []
+    if fit_on == "valid-cv":
+        folds_used["valid"] = fold_count(valid["label"].to_numpy(), cfg.folds)
     if "tune" in parts and fit_on != "valid-cv":
         tune = parts["tune"]
-        if fit_on == "tune" and fold_count(tune["label"].to_numpy(), cfg.folds):
-            ensemble["tune"], scored["tune"] = out_of_fold(tune, cfg.folds, cfg.seed), "out-of-fold"
-        else:
-            ensemble["tune"] = model.predict_proba(features(tune))[:, 1]
-            scored["tune"] = "in-sample" if fit_on == "tune" else "held-out"
-    thresholds = choose_thresholds(parts, ensemble, scored)
+        tune_folds = fold_count(tune["label"].to_numpy(), cfg.folds)
+        if fit_on != "tune":
+            ensemble["tune"], scored["tune"] = model.predict_proba(features(tune))[:, 1], "held-out"
+        elif tune_folds:
+            ensemble["tune"], scored["tune"] = out_of_fold(tune, tune_folds, cfg.seed), "out-of-fold"
+            folds_used["tune"] = tune_folds
+        else:  # < 2 exams of a class: no fold keeps both classes to fit on, so no tuning exam is scored out of fold
+            notes.append(
+                f"{task}: the tuning split holds {class_counts(tune)} exams (negative, positive): too few to score "
+                "the stacker out of fold there, so the ensemble's threshold is chosen on valid (held-out from the "
+                "stacker; evaluate calls the valid exams with thresholds chosen on the other folds)"
+            )
+    for split, used in folds_used.items():
+        if used < cfg.folds:
+            notes.append(
+                f"{task}: --folds {cfg.folds}: {used} folds used on the {split} exams, "
+                "as many as their smaller class has exams (the ensemble file records both as folds and folds_used)"
+            )
+    plane_split = "tune" if "tune" in parts and fit_on != "valid-cv" else "valid"
+    thresholds = choose_thresholds(parts, ensemble, scored, plane_split)
     fit_table = valid if fit_on == "valid-cv" else fitted_on
     assert fit_table is not None  # fit_stacker has fitted on it
     saved = saved_ensemble(
@@ -202,18 +258,39 @@ def fit_task(
         checkpoints,
         sklearn.__version__,
         folds=cfg.folds,
+        folds_used=folds_used or None,
         seed=cfg.seed,
         data_dir=str(Path(cfg.data_dir).resolve()),
         fit_split="valid" if fit_on == "valid-cv" else "train",
         fit_cases=list(fit_table["case"]),
         thresholds=thresholds,
     )
+    splits = set(selected.values())
+    for name, t in thresholds.items():  # a plane's threshold: its own epoch's split; the ensemble's: every plane's
+        chose_here = {selected[name]} if name in selected else splits
+        scored_here = scored_given_selection(t.scored, chose_here, t.chosen_on, plural=name == "ensemble")
+        thresholds[name] = replace(t, scored=scored_here)
+    chose = {**selected, "ensemble": selected_text(selected)}
     return FittedTask(
         writes=ensemble_files(cfg.models_dir, saved, model),
-        auc=auc_row(task, valid, valid_ensemble, fit_on, scored["valid"]),
+        auc=auc_row(task, valid, valid_ensemble, fit_on, scored["valid"], selected),
         predictions=valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *PLANES, "ensemble"]],
-        thresholds=[{"task": task, "model": name, **asdict(t)} for name, t in thresholds.items()],
+        thresholds=[
+            {"task": task, "model": name, **asdict(t), "selected_on": chose[name]} for name, t in thresholds.items()
+        ],
+        notes=notes,
     )
+
+
+def class_counts(table: pd.DataFrame) -> str:
+    counts = np.bincount(table["label"].to_numpy(dtype=int), minlength=2)
+    return f"{counts[0]}, {counts[1]}"
+
+
+def fitted_on_the_selecting_split(fit_on: str, selected: dict[str, dict[str, str]]) -> list[str]:
+    """Tasks whose stacker and thresholds learn from probabilities of the split that chose their planes' epochs."""
+    split = {"tune": "tune", "valid-cv": "valid"}.get(fit_on)
+    return [task for task, planes in selected.items() if split in planes.values()]
 
 
 def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -234,7 +311,8 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     tune_cases = read_tune_cases(cfg.models_dir)
     fit_on = resolve_fit_on(cfg, tune_cases)
     check_writable(Path(cfg.models_dir))
-    check_plane_models(cfg, ready, tune_cases, fit_on)
+    remove_own_leftovers(Path(cfg.models_dir), ready)
+    selected = check_plane_models(cfg, ready, tune_cases, fit_on)
 
     # Score only what the fit needs: the tuning exams (not all of train) when stacking on them.
     splits = ("valid",) if fit_on == "valid-cv" else ("train", "valid")
@@ -247,9 +325,12 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     fitted, writes = [], {}
     for task in ready:
         try:
-            result = fit_task(cfg, task, task_parts(probs, task, tune_cases, fit_on), fit_on, hashes[task])
+            parts = task_parts(probs, task, tune_cases, fit_on)
+            result = fit_task(cfg, task, parts, fit_on, hashes[task], selected[task])
         except MRNetError as err:
             raise MRNetError(f"{task}: {err}; no ensemble, table or config was changed") from None
+        for line in result.notes:
+            log(f"ensemble: {line}")
         fitted.append(result)
         writes.update(result.writes)
 
@@ -264,7 +345,25 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     writes[out / layout.META_CONFIG] = lambda tmp: tmp.write_text(config_text)
     writes[out / layout.META_ENVIRONMENT] = lambda tmp: tmp.write_text(environment_text)
     atomic_write_many(writes)
+    same = fitted_on_the_selecting_split(fit_on, selected)
+    if same:
+        log(
+            f"ensemble: note: {', '.join(same)}: the {'tuning' if fit_on == 'tune' else 'valid'} split chose the "
+            "planes' epochs and the stacker and thresholds were fitted on its probabilities too, so they trust "
+            "the planes a little more than new exams would justify"
+        )
     return table
+
+
+def remove_own_leftovers(models_dir: Path, tasks: list[str]) -> None:
+    """The temporary files of a train_meta that was killed while writing; only its own outputs' names."""
+    names = {layout.AUC_TABLE, layout.ENSEMBLE_PREDICTIONS, layout.thresholds_file(models_dir).name}
+    names |= {layout.META_CONFIG, layout.META_ENVIRONMENT}
+    names |= {layout.ensemble_file(models_dir, t).name for t in tasks}
+    names |= {layout.ensemble_joblib(models_dir, t).name for t in tasks}
+    for path in temporary_leftovers(models_dir):
+        if any(path.name.startswith(f".{name}.") for name in names):
+            path.unlink(missing_ok=True)
 
 
 def check_checkpoints(cfg: MetaConfig, tasks: list[str], splits: tuple[str, ...]) -> dict[str, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""The stacker of one task: a logistic regression over the three planes' log-odds, its thresholds, its probabilities.
+"""The stacker of one task: a logistic regression over the three planes' logits, its thresholds, its probabilities.
 
 train_meta fits it (ensemble.fit); evaluate and predict score a saved one (ensemble.file). Kept
 apart from the command so that scoring a saved stacker does not pull in the fitting command.
@@ -6,6 +6,7 @@ apart from the command so that scoring a saved stacker does not pull in the fitt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +15,33 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from .. import PLANES
+from .. import LOGIT, PLANES
 from ..errors import MRNetError
 from ..stats.thresholds import fold_count, youden_threshold
-from .file import LOG_ODDS, PROBABILITY, SavedEnsemble, Threshold
+from .file import LOGITS, PROBABILITY, SavedEnsemble, Threshold
 
-LOG_ODDS_CLIP = 1e-6  # probabilities are clipped to [1e-6, 1 - 1e-6] before the log-odds: at most +-13.8
+LOG_ODDS_CLIP = 1e-6  # how stackers saved as LOG_ODDS clipped probabilities before the log-odds: at most +-13.8
 
 
-def features(table: pd.DataFrame, kind: str = LOG_ODDS) -> np.ndarray:
-    """(n, 3) stacker inputs from the planes' probabilities: their log-odds, or the probabilities themselves.
+def features(table: pd.DataFrame, kind: str = LOGITS, planes: Sequence[str] = PLANES) -> np.ndarray:
+    """(n, 3) stacker inputs from a score table: the planes' logits (`<plane>_logit`), or what older stackers took.
 
-    Log-odds, because the stacker's L2 penalty (C = 1) shrinks the large weights that
+    Logits, because the stacker's L2 penalty (C = 1) shrinks the large weights that
     probabilities in [0, 1] need, and its output is then under-confident, not calibrated
     (measured on simulated held-out plane probabilities, 300 fitting exams: expected
-    calibration error 0.11 with probabilities, 0.016 with log-odds). A monotone change of
-    each input: the stacker is still a logistic regression over the three planes' outputs.
-    Stackers saved with probabilities still load and are applied as they were fitted.
+    calibration error 0.11 with probabilities, 0.016 with log-odds). The float64 logits
+    themselves, not the log-odds of rounded probabilities: clipping those at 1e-6 made every
+    logit past 13.8 the same number, so a plane that separates with confident logits looked
+    uninformative. Stackers saved with clipped log-odds or probabilities still load and are
+    applied as they were fitted.
     """
-    return as_features(table[list(PLANES)].to_numpy(dtype=np.float64), kind)
-
-
-def as_features(probs: np.ndarray, kind: str) -> np.ndarray:
+    if kind == LOGITS:
+        columns = [f"{plane}{LOGIT}" for plane in planes]
+        missing = [c for c in columns if c not in table]
+        if missing:
+            raise MRNetError(f"the stacker needs the planes' logits; the score table lacks {', '.join(missing)}")
+        return table[columns].to_numpy(dtype=np.float64)
+    probs = table[list(planes)].to_numpy(dtype=np.float64)
     if kind == PROBABILITY:
         return probs
     clipped = np.clip(probs, LOG_ODDS_CLIP, 1 - LOG_ODDS_CLIP)
@@ -45,9 +51,9 @@ def as_features(probs: np.ndarray, kind: str) -> np.ndarray:
 def ensemble_probabilities(saved: SavedEnsemble, table: pd.DataFrame) -> np.ndarray:
     """P(positive) = sigmoid(x . coef + intercept), what scikit-learn's predict_proba gives for a binary model.
 
-    x holds the planes' inputs in the saved plane order, as log-odds or probabilities as it was fitted.
+    x holds the planes' inputs in the saved plane order, as the stacker was fitted (logits, or older kinds).
     """
-    x = as_features(table[list(saved.planes)].to_numpy(dtype=np.float64), saved.features)
+    x = features(table, saved.features, saved.planes)
     return expit(x @ np.asarray(saved.coef, dtype=np.float64) + saved.intercept)
 
 
@@ -95,18 +101,26 @@ def fit_stacker(
 
 
 def choose_thresholds(
-    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str]
+    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str], plane_split: str
 ) -> dict[str, Threshold]:
-    """Per model, Youden's threshold on the tuning split when there is one, else on valid; never on train.
+    """Per model, Youden's threshold on probabilities that model was not fitted on; never on train.
 
-    `tables` holds the plane probabilities per split, `ensemble` the ensemble's probabilities on
-    the same splits and `scored` how each was obtained. A threshold chosen on valid is fine for
-    prediction, but evaluate then chooses one per fold so no valid exam is called with a
-    threshold it helped choose.
+    `tables` holds the plane probabilities per split and `plane_split` the split the planes'
+    thresholds are chosen on. `ensemble` holds the ensemble's probabilities on the splits
+    where they are held-out or out-of-fold (never its own fitted ones), `scored` how each was
+    obtained: its threshold is chosen on tune when there, else on valid. A threshold chosen on
+    valid is fine for prediction, but evaluate then chooses one per fold so no valid exam is
+    called with a threshold it helped choose.
     """
+    if any(relation == "in-sample" for relation in scored.values()):
+        raise ValueError("a threshold is never chosen on the stacker's own fitted probabilities")
+    labels = tables[plane_split]["label"].to_numpy()
+    chosen = {
+        p: Threshold(youden_threshold(labels, tables[plane_split][p].to_numpy()), plane_split, "held-out")
+        for p in PLANES
+    }
     split = "tune" if "tune" in ensemble else "valid"
     labels = tables[split]["label"].to_numpy()
-    chosen = {p: Threshold(youden_threshold(labels, tables[split][p].to_numpy()), split, "held-out") for p in PLANES}
     chosen["ensemble"] = Threshold(youden_threshold(labels, ensemble[split]), split, scored[split])
     return chosen
 

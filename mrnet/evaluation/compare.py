@@ -22,7 +22,7 @@ from scipy.stats import norm
 from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
 from ..device import Scoring
 from ..errors import MRNetError, at_least, check_options, one_of
-from ..files import atomic_write
+from ..files import atomic_write, check_writable
 from ..stats.auc import CI_LEVEL, DEFAULT_RESAMPLES, auc_rows, bootstrap_indices
 from ..stats.delong import delong_test
 from .scores import TaskScores, run_scores
@@ -44,7 +44,10 @@ class CompareConfig:
     device: str = "auto"
     amp: str = "auto"
     eval_max_slices: int | None = None
-    csv: str = "comparison.csv"
+    csv: str | None = None  # None: comparison-<split>.csv in run B's folder (never the current folder)
+
+    def csv_path(self) -> Path:
+        return Path(self.csv) if self.csv is not None else Path(self.run_b) / f"comparison-{self.split}.csv"
 
 
 def validate_compare_config(cfg: CompareConfig) -> None:
@@ -95,8 +98,8 @@ def paired_bootstrap(
     low, high = np.percentile(differences, [tail, 100 - tail])
     if se > 0:
         p = float(2 * norm.sf(abs(point) / se))
-    else:
-        p = 1.0 if abs(point) < 1e-12 else 0.0
+    else:  # every resample gave the same difference: no spread to test a non-zero one against
+        p = 1.0 if abs(point) < 1e-12 else math.nan
     return BootstrapDifference(float(point), se, float(low), float(high), p, len(differences))
 
 
@@ -147,6 +150,24 @@ def compare_task(a: TaskScores, b: TaskScores, split: str, resamples: int, seed:
     return rows
 
 
+FEW_EXAMS = 5  # below this many exams of a class, DeLong's normal approximation and the bootstrap say little
+
+
+def few_exams_warnings(table: pd.DataFrame, split: str) -> list[str]:
+    """A warning per task whose split holds fewer than FEW_EXAMS exams of a class."""
+    notes = []
+    for task, rows in table.groupby("task", sort=False):
+        n, positives = int(rows["n"].iloc[0]), int(rows["positives"].iloc[0])
+        smaller = min(positives, n - positives)
+        if smaller < FEW_EXAMS:
+            which = "positive" if positives <= n - positives else "negative"
+            notes.append(
+                f"{task}: the {split} split holds {smaller} {which} exam(s); with fewer than {FEW_EXAMS} "
+                "of a class the intervals and p-values are unreliable (n/a below 2)"
+            )
+    return notes
+
+
 def comparison_notes(scores: dict[str, dict[str, TaskScores]], split: str) -> list[str]:
     """Where a run's figures on this split are not held out, the comparison favours that run."""
     notes = []
@@ -166,12 +187,15 @@ def comparison_notes(scores: dict[str, dict[str, TaskScores]], split: str) -> li
 class Comparison:
     table: pd.DataFrame
     notes: list[str]
+    warnings: list[str]
     csv: Path
 
 
 def compare_runs(cfg: CompareConfig, log: Callable[[str], None] = print) -> Comparison:
     """Score both runs on the same split and compare every model of every task both runs have."""
     validate_compare_config(cfg)
+    path = cfg.csv_path()
+    check_writable(path.parent, "--out")
     ready = {}
     for name, folder in (("A", cfg.run_a), ("B", cfg.run_b)):
         ready[name], skipped = layout.ready_tasks(folder, cfg.tasks)
@@ -189,6 +213,5 @@ def compare_runs(cfg: CompareConfig, log: Callable[[str], None] = print) -> Comp
         row for t in tasks for row in compare_task(scores["A"][t], scores["B"][t], cfg.split, cfg.bootstrap, cfg.seed)
     ]
     table = pd.DataFrame(rows)
-    path = Path(cfg.csv)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-    return Comparison(table, comparison_notes(scores, cfg.split), path)
+    return Comparison(table, comparison_notes(scores, cfg.split), few_exams_warnings(table, cfg.split), path)

@@ -250,7 +250,8 @@ def provenance(cfg: EvalConfig, scores: dict[str, TaskScores], metrics: pd.DataF
     line = f"Operating thresholds (Youden's J) were chosen on {' / '.join(sources)}, never on training probabilities."
     if any("out-of-fold" in source for source in sources):
         line += (
-            " Without a tuning split the evaluated split must supply them: 'out-of-fold' means each exam was called "
+            " Where no tuning split could (none, or one with under 2 exams of a class for the ensemble's) the "
+            "evaluated split must supply them: 'out-of-fold' means each exam was called "
             "with a threshold chosen on the other folds, so no exam helped choose its own."
         )
     lines.append(line)

@@ -95,22 +95,38 @@ def delong_test(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, 
     """DeLong's test of equal AUCs for two models scored on the same exams.
 
     The difference is asymptotically normal with variance S_aa + S_bb - 2 S_ab; the
-    interval is difference +- z_(1-alpha/2) x SE. When both models rank every pair the same
-    way the variance is zero: the difference is then 0 and p is 1. NaN without both classes.
+    interval is difference +- z_(1-alpha/2) x SE, clipped to [-1, 1] (no AUC difference lies
+    outside). p and the interval are NaN where the variance is undefined or says nothing:
+    - fewer than 2 exams of a class: the structural components of that class have no sample
+      variance (a zero put in its place would make a p-value out of nothing);
+    - a zero standard error with a non-zero difference: the estimate cannot carry the
+      difference, so no normal-theory p-value or interval exists.
+    When both models rank every pair the same way the difference and the variance are zero: p is 1.
+    The AUCs and the difference are still given wherever both classes are present.
     """
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return DelongTest(*([math.nan] * 8))
     result = delong_covariance(labels, np.vstack([scores_a, scores_b]))
     auc_a, auc_b = (float(v) for v in result.aucs)
+    difference = auc_b - auc_a
+    if min_class_count(labels) < 2:
+        return DelongTest(auc_a, auc_b, difference, math.nan, math.nan, math.nan, math.nan, math.nan)
     cov = result.covariance
     variance = max(float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), 0.0)
-    difference = auc_b - auc_a
     se = math.sqrt(variance)
+    if se == 0:
+        if abs(difference) < 1e-12:
+            return DelongTest(auc_a, auc_b, difference, 0.0, 0.0, 0.0, 0.0, 1.0)
+        return DelongTest(auc_a, auc_b, difference, 0.0, math.nan, math.nan, math.nan, math.nan)
     half = float(norm.ppf(0.5 + level / 2)) * se
-    if se > 0:
-        z = difference / se
-        p = float(2 * norm.sf(abs(z)))
-    else:
-        z, p = (0.0, 1.0) if abs(difference) < 1e-12 else (math.copysign(math.inf, difference), 0.0)
-    return DelongTest(auc_a, auc_b, difference, se, difference - half, difference + half, z, p)
+    z = difference / se
+    p = float(2 * norm.sf(abs(z)))
+    low, high = max(difference - half, -1.0), min(difference + half, 1.0)
+    return DelongTest(auc_a, auc_b, difference, se, low, high, z, p)
+
+
+def min_class_count(labels: np.ndarray) -> int:
+    """Exams in the smaller class (0 when one is absent)."""
+    labels = np.asarray(labels).astype(bool)
+    return int(min(labels.sum(), (~labels).sum()))

@@ -14,9 +14,12 @@ Both sides see the same exams, the same model initialisation and the same optimi
 
 Each phase (reference/project x train/eval) runs in a fresh process, so one phase's memory
 high-water mark, allocator state and thread pools do not leak into the next. Rates are
-measured after `warmup` steps; the seconds per epoch are extrapolated from the slice rate
+measured after the warm-up, which runs at least one exam of every slice count the timed
+pass will see (on CUDA cuDNN plans each new input shape on first sight, which would
+otherwise be timed). On the CPU the seconds per epoch are extrapolated from the slice rate
 to MRNet's 1,130 training exams of 31.5 slices on average (synthetic exams average more
-slices, so the exam rate alone would understate an epoch's speed).
+slices, so the exam rate alone would understate an epoch's speed); on CUDA, where a step
+costs about the same whatever its slices, from the exam rate.
 
     python scripts/benchmark.py --device cpu      (from a clone, nothing installed)
     python -m benchmarks --device cpu             (the same, from the repository root)
@@ -161,9 +164,19 @@ def build_bench_model(cfg: BenchConfig, side: str, device: torch.device) -> Plan
 
 
 def warmup_indices(cfg: BenchConfig, exams: ExamSet) -> list[int]:
-    """The exams of the warm-up steps: the first ones, repeated if there are fewer exams than steps."""
-    count = cfg.warmup * cfg.exams_per_step
-    return [i % len(exams.paths) for i in range(count)]
+    """The exams of the warm-up steps: one of each slice count first, then the first ones, `warmup` steps at least.
+
+    Covering every slice count keeps first-sight costs (cuDNN's plan for a new shape) out of the
+    timed pass; nothing when `warmup` is 0.
+    """
+    if not cfg.warmup:
+        return []
+    first_of_count: dict[int, int] = {}
+    for index, count in enumerate(exams.slice_counts):
+        first_of_count.setdefault(count, index)
+    covering = list(first_of_count.values())
+    more = max(cfg.warmup * cfg.exams_per_step - len(covering), 0)
+    return covering + [i % len(exams.paths) for i in range(more)]
 
 
 def phase_runners(
@@ -283,7 +296,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="read the first --exams train exams of this MRNet-layout folder instead of writing synthetic ones",
     )
     parser.add_argument(
-        "--warmup", type=int, default=d.warmup, help=f"untimed steps before each phase (default {d.warmup})"
+        "--warmup",
+        type=int,
+        default=d.warmup,
+        help=f"untimed steps before each phase, at least one per slice count timed (default {d.warmup}; 0: none)",
     )
     parser.add_argument(
         "--repeats",

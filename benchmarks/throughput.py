@@ -42,7 +42,7 @@ import torch
 from mrnet import AMP_MODES, PLANES
 from mrnet.cli.common import run_cli
 from mrnet.data.series import load_series
-from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device
+from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device, stage_series
 from mrnet.errors import at_least, check_options, one_of
 from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
@@ -194,9 +194,10 @@ def phase_runners(
         return lambda idx: reference_evaluate(model, exams, idx, pos_weight, device), facts
 
     started = time.perf_counter()
-    cache = [load_series(Path(path)) for path in exams.paths]  # uint8 (s, H, W) each, as check_and_load keeps them
+    arrays = [load_series(Path(path)) for path in exams.paths]  # uint8 (s, H, W) each, as check_and_load keeps them
+    cache = stage_series(arrays, device)  # once per run, as training does: on a GPU, resident there when it fits
     facts["cache_seconds"] = time.perf_counter() - started
-    facts["cache_mb"] = sum(series.nbytes for series in cache) / 2**20
+    facts["cache_mb"] = sum(series.nbytes for series in arrays) / 2**20
     amp_dtype = resolve_amp(cfg.amp, device)
     facts["amp_dtype"] = str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"
     if mode == "train":

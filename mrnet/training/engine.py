@@ -117,7 +117,7 @@ def train_one_epoch(
 
 def validate(
     model: PlaneModel,
-    series: Sequence[np.ndarray],
+    series: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray,
     pos_weight: float | np.ndarray,
     device: torch.device,

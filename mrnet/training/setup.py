@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ class Exams:
     """Exams of one split (or part of it) of the run's plane, in case order, with the task's labels."""
 
     cases: list[str]
-    series: list[np.ndarray]
+    series: Sequence[np.ndarray | torch.Tensor]  # uint8 (s, H, W); fit() stages the training ones on the device
     labels: np.ndarray
 
     @classmethod

@@ -52,10 +52,10 @@ from .state import (
 def fit(run: Run) -> None:
     """The recipe, once per epoch: train, score the selecting split, schedule, keep the best, stop early, checkpoint."""
     cfg, state = run.cfg, run.state
-    series = stage_series(run.train.series, run.device)  # once per run: on the GPU when it fits
+    run.train = replace(run.train, series=stage_series(run.train.series, run.device))  # once: on the GPU if it fits
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
-        train_loss = train_epoch(run, epoch, series)
+        train_loss = train_epoch(run, epoch)
         check_finite(run, epoch, "training loss", train_loss)
         scored = validate(
             run.model,
@@ -116,13 +116,13 @@ def check_finite(run: Run, epoch: int, what: str, value: float) -> None:
     )
 
 
-def train_epoch(run: Run, epoch: int, series: list[torch.Tensor]) -> float:
+def train_epoch(run: Run, epoch: int) -> float:
     """One epoch over this rank's share of the shuffled exams; the mean loss over all ranks."""
     cfg, ranks = run.cfg, run.ranks
     stats = train_one_epoch(
         run.net,
         run.optimizer,
-        series,
+        run.train.series,
         run.train.labels,
         order=distributed.shard(shuffled_order(len(run.train.series), cfg.seed, epoch), ranks),
         augment=epoch_augment(cfg.seed, epoch, ranks.rank) if cfg.augment else None,

@@ -6,7 +6,7 @@ DEMO_DATA ?= data/synthetic
 DEMO_MODELS ?= models/demo
 DEMO_SEED ?= 0
 
-.PHONY: setup demo bench-demo test test-fast lint format docs wheel-check bench bench-sweeps bench-sweeps-256 clean-demo
+.PHONY: setup demo bench-demo test test-fast lint format docs wheel-check bench gpu-check bench-sweeps bench-sweeps-256 clean-demo
 
 # The environment: pinned requirements, then this project in editable mode (console scripts, `python -m mrnet`).
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -59,6 +59,12 @@ wheel-check: setup
 # docs/measured/benchmark-cpu.json, which the Speed page's table is made from.
 bench: setup
 	$(PY) scripts/benchmark.py --device cpu --json docs/measured/benchmark-cpu.json
+
+# A GPU machine checked and measured in one go (5-10 minutes on one GPU; docs/speed.md, "GPU"): versions, the CUDA
+# tests, a 2-epoch train-plane, a profile of 50 steps, the benchmark for three backbones, NCCL, and with two GPUs or
+# more torchrun and a two-worker sweep. Results: bench/gpu-check/gpu-check.json and .txt. Without CUDA it says so.
+gpu-check: setup
+	$(PY) -m benchmarks.gpu_check --out bench/gpu-check
 
 # The docs' table of backbones, pooling and multi-task (docs/training/measured.md): one train_all sweep per
 # configuration on the demo data (hours on 2 CPU cores). Results go to docs/measured/sweeps-64, which the table is

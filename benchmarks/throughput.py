@@ -14,9 +14,12 @@ Both sides see the same exams, the same model initialisation and the same optimi
 
 Each phase (reference/project x train/eval) runs in a fresh process, so one phase's memory
 high-water mark, allocator state and thread pools do not leak into the next. Rates are
-measured after `warmup` steps; the seconds per epoch are extrapolated from the slice rate
+measured after the warm-up, which runs at least one exam of every slice count the timed
+pass will see (on CUDA cuDNN plans each new input shape on first sight, which would
+otherwise be timed). On the CPU the seconds per epoch are extrapolated from the slice rate
 to MRNet's 1,130 training exams of 31.5 slices on average (synthetic exams average more
-slices, so the exam rate alone would understate an epoch's speed).
+slices, so the exam rate alone would understate an epoch's speed); on CUDA, where a step
+costs about the same whatever its slices, from the exam rate.
 
     python scripts/benchmark.py --device cpu      (from a clone, nothing installed)
     python -m benchmarks --device cpu             (the same, from the repository root)
@@ -39,7 +42,7 @@ import torch
 from mrnet import AMP_MODES, PLANES
 from mrnet.cli.common import run_cli
 from mrnet.data.series import load_series
-from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device
+from mrnet.device import EVAL_MAX_SLICES, eval_max_slices, grad_scaler, resolve_amp, resolve_device, stage_series
 from mrnet.errors import at_least, check_options, one_of
 from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
@@ -161,9 +164,19 @@ def build_bench_model(cfg: BenchConfig, side: str, device: torch.device) -> Plan
 
 
 def warmup_indices(cfg: BenchConfig, exams: ExamSet) -> list[int]:
-    """The exams of the warm-up steps: the first ones, repeated if there are fewer exams than steps."""
-    count = cfg.warmup * cfg.exams_per_step
-    return [i % len(exams.paths) for i in range(count)]
+    """The exams of the warm-up steps: one of each slice count first, then the first ones, `warmup` steps at least.
+
+    Covering every slice count keeps first-sight costs (cuDNN's plan for a new shape) out of the
+    timed pass; nothing when `warmup` is 0.
+    """
+    if not cfg.warmup:
+        return []
+    first_of_count: dict[int, int] = {}
+    for index, count in enumerate(exams.slice_counts):
+        first_of_count.setdefault(count, index)
+    covering = list(first_of_count.values())
+    more = max(cfg.warmup * cfg.exams_per_step - len(covering), 0)
+    return covering + [i % len(exams.paths) for i in range(more)]
 
 
 def phase_runners(
@@ -181,9 +194,10 @@ def phase_runners(
         return lambda idx: reference_evaluate(model, exams, idx, pos_weight, device), facts
 
     started = time.perf_counter()
-    cache = [load_series(Path(path)) for path in exams.paths]  # uint8 (s, H, W) each, as check_and_load keeps them
+    arrays = [load_series(Path(path)) for path in exams.paths]  # uint8 (s, H, W) each, as check_and_load keeps them
+    cache = stage_series(arrays, device)  # once per run, as training does: on a GPU, resident there when it fits
     facts["cache_seconds"] = time.perf_counter() - started
-    facts["cache_mb"] = sum(series.nbytes for series in cache) / 2**20
+    facts["cache_mb"] = sum(series.nbytes for series in arrays) / 2**20
     amp_dtype = resolve_amp(cfg.amp, device)
     facts["amp_dtype"] = str(amp_dtype).replace("torch.", "") if amp_dtype else "fp32"
     if mode == "train":
@@ -283,7 +297,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="read the first --exams train exams of this MRNet-layout folder instead of writing synthetic ones",
     )
     parser.add_argument(
-        "--warmup", type=int, default=d.warmup, help=f"untimed steps before each phase (default {d.warmup})"
+        "--warmup",
+        type=int,
+        default=d.warmup,
+        help=f"untimed steps before each phase, at least one per slice count timed (default {d.warmup}; 0: none)",
     )
     parser.add_argument(
         "--repeats",

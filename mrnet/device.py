@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import AMP_MODES
@@ -14,7 +19,12 @@ from .errors import MRNetError
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without one is an error, not a fallback."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        reason = unusable_gpu_reason()
+        if reason:
+            print(f"WARNING: --device auto trains on the CPU: {reason}", file=sys.stderr, flush=True)
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MRNetError(f"--device {name}: no CUDA device is available here (use --device cpu or auto)")
     try:
@@ -29,6 +39,56 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise MRNetError(f"--device {name}: not supported (use auto, cpu, cuda or cuda:N)")
     return device
+
+
+def nvidia_smi_gpus(timeout: float = 10.0) -> list[tuple[str, str]]:
+    """(name, driver version) of each GPU that `nvidia-smi` lists; empty without the tool or any GPU."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    try:
+        listing = subprocess.run(
+            [tool, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if listing.returncode != 0:
+        return []
+    return parse_gpu_listing(listing.stdout)
+
+
+def parse_gpu_listing(text: str) -> list[tuple[str, str]]:
+    """`nvidia-smi --query-gpu=name,driver_version --format=csv,noheader` output -> [(name, driver)]."""
+    gpus = []
+    for line in text.splitlines():
+        name, _, driver = line.rpartition(",")
+        if name.strip():
+            gpus.append((name.strip(), driver.strip()))
+    return gpus
+
+
+def unusable_gpu_reason() -> str | None:
+    """Why a GPU that the driver sees is not usable by torch, or None when there is no such GPU.
+
+    The usual cause is a driver older than the CUDA build of torch needs (each CUDA release
+    has a minimum driver); a CPU-only torch build is the other.
+    """
+    gpus = nvidia_smi_gpus()
+    if not gpus:
+        return None
+    names = ", ".join(dict.fromkeys(name for name, _ in gpus))
+    driver = gpus[0][1] or "unknown"
+    if torch.version.cuda is None:
+        return f"nvidia-smi lists {len(gpus)} GPU(s) ({names}) but this torch {torch.__version__} is a CPU-only build"
+    return (
+        f"nvidia-smi lists {len(gpus)} GPU(s) ({names}, driver {driver}) but torch {torch.__version__} "
+        f"(built for CUDA {torch.version.cuda}) cannot use them; the driver is probably older than CUDA "
+        f"{torch.version.cuda} needs: update it, or install a torch built for an older CUDA"
+    )
 
 
 def check_devices(names: list[str]) -> None:
@@ -93,12 +153,37 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_device(array, device: torch.device) -> torch.Tensor:
-    """A uint8 numpy series onto the device; pinned and asynchronous on CUDA."""
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A uint8 series onto the device; pinned and asynchronous on CUDA; nothing to do if it is there."""
+    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
+    if tensor.device.type == device.type and device.index in (None, tensor.device.index):
+        return tensor  # on the CPU, or already resident on this GPU (stage_series)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+        return pinned.to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+# Share of the GPU's free memory that a plane's uint8 series may take when kept there for a whole run.
+RESIDENT_SHARE = 0.25
+
+
+def stage_series(series: Sequence[np.ndarray | torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """A run's uint8 series, made once, where the training steps read them.
+
+    On CUDA the series go to the GPU once (MRNet's largest plane is about 2.5 GB of uint8),
+    so no step copies anything from the host; if they would take more than RESIDENT_SHARE
+    of the free memory they stay on the host, pinned once, and each step copies its own
+    without blocking. On the CPU they are the arrays themselves (no copy).
+    """
+    tensors = [s if isinstance(s, torch.Tensor) else torch.from_numpy(s) for s in series]
+    if device.type != "cuda":
+        return tensors
+    total = sum(t.numel() * t.element_size() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    if total <= RESIDENT_SHARE * free:
+        return [t.to(device) for t in tensors]
+    return [t if t.device.type == "cuda" or t.is_pinned() else t.pin_memory() for t in tensors]
 
 
 # Slices per forward pass when evaluating. On the CPU, batches of about 64 slices keep the

@@ -51,7 +51,7 @@ def batches_by_slices(slice_counts: Sequence[int], max_slices: int) -> Iterator[
 @torch.inference_mode()
 def predict_logits(
     model: PlaneModel,
-    series: Sequence[np.ndarray],
+    series: Sequence[np.ndarray | torch.Tensor],
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     max_slices: int = 512,

@@ -6,10 +6,12 @@ import urllib.error
 
 import pytest
 import torch
+from torch import nn
 from torchvision.models import AlexNet_Weights, alexnet
 
+from mrnet.data.transforms import preprocess
 from mrnet.errors import MRNetError
-from mrnet.models import ModelArgs, MRNet, build_model
+from mrnet.models import ModelArgs, MRNet, build_model, memory_format
 
 
 @pytest.mark.parametrize("slices", [1, 3, 17])
@@ -135,3 +137,19 @@ def test_the_head_runs_in_fp32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(torch.rand(4, 1, 64, 64)).dtype == torch.float32
         assert model(torch.rand(6, 1, 64, 64), [2, 4]).dtype == torch.float32
+
+
+def test_the_folded_first_convolution_keeps_a_channels_last_model_channels_last():
+    """One grey channel reads as NCHW from its strides; the folded conv restrides it so conv1 runs channels_last."""
+    torch.manual_seed(0)
+    net = build_model(pretrained=False)
+    grey = preprocess(torch.randint(0, 255, (4, 64, 64), dtype=torch.uint8))  # (4, 1, 64, 64), as training feeds it
+    plain = net.features[0](grey)
+    assert plain.is_contiguous()  # an NCHW model stays NCHW
+    net = net.to(memory_format=memory_format(net))
+    out = net.features[0](grey)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        out, nn.Conv2d.forward(net.features[0], grey.expand(-1, 3, -1, -1)), rtol=1e-5, atol=1e-5
+    )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pandas as pd
 import pytest
 from helpers import run_training
 
+from mrnet import layout
 from mrnet.cli.common import training_config_from_args
 from mrnet.cli.train_all import train_plane_argv
 from mrnet.cli.train_plane import get_args_parser
 from mrnet.training.config import TrainConfig
+from mrnet.training.sweep import device_worker, train_on_devices
 
 
 def test_worker_command_line_rebuilds_the_same_config():
@@ -58,3 +63,33 @@ def test_models_spread_over_two_workers(tiny_data, tmp_path):
     for plane in ("axial", "coronal", "sagittal"):
         assert "reached --epochs 1" in (models / f"acl-{plane}" / "train.log").read_text()
     assert pd.read_csv(models / "auc_table.csv")["task"].tolist() == ["acl"]
+
+
+def test_a_gpu_worker_sees_its_gpu_alone_as_cuda_0_with_its_share_of_threads(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    name, env = device_worker("cuda:3", {"PATH": "/bin"}, workers=4)
+    assert (name, env["CUDA_VISIBLE_DEVICES"], env["OMP_NUM_THREADS"], env["PATH"]) == ("cuda:0", "3", "4", "/bin")
+    assert device_worker("cuda", {}, workers=1)[1]["CUDA_VISIBLE_DEVICES"] == "0"
+    # The parent's own list: cuda:1 is the second GPU it may use.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert device_worker("cuda:1", {}, workers=2)[1]["CUDA_VISIBLE_DEVICES"] == "5"
+    # The CPU keeps its name and sees what the parent sees; a user's thread count is kept.
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    name, env = device_worker("cpu", {"OMP_NUM_THREADS": "2"}, workers=8)
+    assert (name, env["OMP_NUM_THREADS"], "CUDA_VISIBLE_DEVICES" in env) == ("cpu", "2", False)
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_gpu_listed_twice_runs_two_workers_each_on_its_cuda_0(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    todo = [TrainConfig(task=task, plane="sagittal", models_dir=str(tmp_path)) for task in ("acl", "meniscus")]
+    script = "import os, sys; print(sys.argv[1], os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
+    results = train_on_devices(todo, ["cuda:1", "cuda:1"], lambda cfg, device: [sys.executable, "-c", script, device])
+    assert sorted((r.model, r.device, r.exit_code) for r in results) == [
+        ("acl-sagittal", "cuda:1", 0),
+        ("meniscus-sagittal", "cuda:1", 0),
+    ]
+    for cfg in todo:
+        assert (cfg.run_dir() / layout.TRAIN_LOG).read_text().split()[:2] == ["cuda:0", "1"]

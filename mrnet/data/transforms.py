@@ -75,13 +75,17 @@ class SeriesAugment:
         self.flip_probability = flip_probability
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _uniforms(self) -> torch.Tensor:
-        """Four U(0,1) numbers per series: angle, shift x, shift y, flip."""
-        return torch.rand(4, generator=self.generator, dtype=torch.float64)
+    def uniforms(self, count: int = 1) -> torch.Tensor:
+        """(count, 4) U(0,1) numbers, one row per series: angle, shift x, shift y, flip.
+
+        Drawn in one call, they are the numbers `count` draws of one row would give, so an
+        epoch can draw every series' row up front and send them to the device in one copy.
+        """
+        return torch.rand(count, 4, generator=self.generator, dtype=torch.float64)
 
     def draw(self, size: int) -> AugmentParams:
         """Draw parameters for a series of `size` x `size` slices (shift scales with size)."""
-        u = self._uniforms().tolist()
+        u = self.uniforms()[0].tolist()
         max_shift = self.max_shift_px_at_256 * size / 256.0
         return AugmentParams(
             angle_deg=(2 * u[0] - 1) * self.max_rotation_deg,
@@ -90,20 +94,19 @@ class SeriesAugment:
             flip=u[3] < self.flip_probability,
         )
 
-    def __call__(self, scaled: torch.Tensor) -> torch.Tensor:
-        """float (s, H, W) -> float (s, H, W), the same transform for all slices.
+    def apply(self, scaled: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """float (s, H, W) -> float (s, H, W) warped by the draw `u` (4,), on scaled's device.
 
-        The draw comes from the CPU generator (same numbers on every device) and reaches the
-        device through pinned memory without blocking; the matrix is built there, so a
-        training step never waits for the device.
+        The matrix is built there from the draw, so a training step never waits for the device.
         """
-        u = self._uniforms()
-        if scaled.device.type == "cuda":
-            u = u.pin_memory().to(scaled.device, non_blocking=True)
         matrix = matrix_from_uniforms(
             u, scaled.shape[-1], self.max_rotation_deg, self.max_shift_px_at_256, self.flip_probability
         )
         return warp(scaled, matrix)
+
+    def __call__(self, scaled: torch.Tensor) -> torch.Tensor:
+        """The next draw applied to one series (training draws a whole epoch's at once instead)."""
+        return self.apply(scaled, self.uniforms()[0].to(scaled.device))
 
 
 def matrix_from_uniforms(
@@ -160,9 +163,12 @@ def warp(scaled: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     return warped[:, 0]
 
 
-def train_view(series: torch.Tensor, augment: SeriesAugment | None) -> torch.Tensor:
-    """Training path: uint8 (s, H, W) -> float (s, 1, H, W), augmented when `augment` is set."""
+def train_view(series: torch.Tensor, augment: SeriesAugment | None, draw: torch.Tensor | None = None) -> torch.Tensor:
+    """Training path: uint8 (s, H, W) -> float (s, 1, H, W), augmented when `augment` is set.
+
+    `draw` (4,) is this series' row of `augment.uniforms`, already on the device; None takes the next one.
+    """
     scaled = scale_series(series)
     if augment is not None:
-        scaled = augment(scaled)
+        scaled = augment(scaled) if draw is None else augment.apply(scaled, draw)
     return normalise(scaled)

@@ -127,8 +127,26 @@ class FoldedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1 and self.in_channels == 3:
+            if is_channels_last(self.weight):
+                x = one_channel_last(x)
             return F.conv2d(x, self.weight.sum(dim=1, keepdim=True), self.bias, self.stride, self.padding)
         return super().forward(x)
+
+
+def is_channels_last(weight: torch.Tensor) -> bool:
+    """Whether a model was converted to channels_last: its 4-D weights are in that layout and not NCHW."""
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def one_channel_last(x: torch.Tensor) -> torch.Tensor:
+    """(n, 1, H, W) -> the same numbers with channels_last strides (H·W, 1, W, 1): a view, no copy.
+
+    With one channel both layouts hold the same bytes, and PyTorch reads such a tensor as NCHW
+    from its strides; the convolution (cuDNN's and oneDNN's pick their layout from the input's
+    or the weight's strides) would then run NCHW and the next layer convert its output.
+    The channel's stride only names the layout: with one channel it never moves the address.
+    """
+    return x.as_strided(x.shape, (x.stride(0), 1, x.stride(2), x.stride(3)))
 
 
 class FoldedConv3d(nn.Conv3d):

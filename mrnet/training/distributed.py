@@ -9,7 +9,8 @@ the same AUC over all exams and takes the same early-stopping decisions.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,12 +92,41 @@ def shard(order: Sequence[int], ranks: Ranks) -> list[int]:
     return padded[ranks.rank :: ranks.world_size]
 
 
-def mean_over_ranks(total: float, count: int, ranks: Ranks) -> float:
+def mean_over_ranks(total: float, count: int, ranks: Ranks, device: torch.device) -> float:
+    """The mean of every rank's (total, count), through a buffer on the rank's device (NCCL takes CUDA tensors only)."""
     if not ranks.distributed:
         return total / max(count, 1)
-    buffer = torch.tensor([total, float(count)], dtype=torch.float64)
+    buffer = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     dist.all_reduce(buffer)
     return float(buffer[0] / max(buffer[1], 1.0))
+
+
+@contextmanager
+def stop_together(ranks: Ranks) -> Iterator[None]:
+    """Checks that only some ranks make (rank 0's lock and folder checks): if one raises, every rank stops.
+
+    Without this a rank that raises leaves the others waiting in their next collective until
+    the backend's timeout (10 minutes for NCCL). After the block every rank learns what each
+    found (all_gather_object, which NCCL serves on the current device); the one that raised
+    re-raises its error, the others raise one that quotes it.
+    """
+    problem: BaseException | None = None
+    try:
+        yield
+    except Exception as err:
+        if not ranks.distributed:
+            raise
+        problem = err
+    if not ranks.distributed:
+        return
+    found: list = [None] * ranks.world_size
+    dist.all_gather_object(found, None if problem is None else str(problem))
+    if problem is not None:
+        raise problem
+    failed = [(rank, message) for rank, message in enumerate(found) if message is not None]
+    if failed:
+        rank, message = failed[0]
+        raise MRNetError(f"rank {rank} stopped the run: {message}")
 
 
 def gather_by_index(indices: Sequence[int], values: np.ndarray, n: int, ranks: Ranks) -> np.ndarray:

@@ -10,11 +10,11 @@ import torch
 from tqdm import tqdm
 
 from ..data.transforms import SeriesAugment, train_view
-from ..device import autocast, to_device
+from ..device import autocast, stage_series, to_device
 from ..inference import predict_logits, progress_off, sigmoid
 from ..models import PlaneModel
 from . import distributed
-from .loss import run_loss
+from .loss import device_weights, run_loss
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 def train_one_epoch(
     model: PlaneModel,
     optimizer: torch.optim.Optimizer,
-    series: Sequence[np.ndarray],
+    series: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray,
     order: Sequence[int],
     augment: SeriesAugment | None,
@@ -79,24 +79,34 @@ def train_one_epoch(
     task for a multi-task model: the loss is then the sum of the tasks' losses, each times
     its entry of `task_weights` (--task-weights).
 
-    The loss is summed on the device and read once at the end, so the loop never waits
-    for the device to report a number. `scaler` scales the loss for fp16 (a disabled
-    scaler passes everything through unchanged).
+    Nothing in a step comes from the host or waits for the device: the labels, the loss
+    weights and the epoch's augmentation draws go to the device once, before the first
+    step; `series` already there (`stage_series`, as training passes them) are read in
+    place. The loss is summed on the device and read once at the end. `scaler` scales the
+    loss for fp16 (a disabled scaler passes everything through unchanged).
     """
     scaler = scaler or torch.amp.GradScaler(device.type, enabled=False)
     model.train()
     total = torch.zeros((), device=device, dtype=torch.float64)
     steps = list(chunks(order, exams_per_step))
-    label_table = torch.tensor(labels, dtype=torch.float32).to(device)  # one copy per epoch, not per step
+    label_table = torch.tensor(labels, dtype=torch.float32).to(device)  # (n,) or (n, tasks)
+    pos, weights = device_weights(pos_weight, task_weights, device)
+    draws = augment.uniforms(len(order)).to(device) if augment is not None else None  # (len(order), 4)
+    series = series if all(isinstance(s, torch.Tensor) for s in series) else stage_series(series, device)
+    position = 0
     for batch in tqdm(steps, desc=progress, leave=False, disable=progress_off(progress), unit="step"):
-        views = [train_view(to_device(series[i], device), augment) for i in batch]
+        views = [
+            train_view(to_device(series[i], device), augment, None if draws is None else draws[position + j])
+            for j, i in enumerate(batch)
+        ]
+        position += len(batch)
         targets = torch.stack([label_table[i] for i in batch])  # device-side views: no host sync
         with autocast(device, amp_dtype):
             if len(views) == 1:
                 logits = model(views[0])  # (1,) or (1, tasks)
             else:
                 logits = model(torch.cat(views), [v.shape[0] for v in views])  # (k,) or (k, tasks)
-        loss = run_loss(logits.float(), targets, pos_weight, task_weights)
+        loss = run_loss(logits.float(), targets, pos, weights)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -107,7 +117,7 @@ def train_one_epoch(
 
 def validate(
     model: PlaneModel,
-    series: Sequence[np.ndarray],
+    series: Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray,
     pos_weight: float | np.ndarray,
     device: torch.device,

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from ..errors import MRNetError
 
 
-def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | torch.Tensor) -> torch.Tensor:
     """Mean BCE over exams with the positive term weighted by negatives/positives."""
-    weight = torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+    weight = torch.as_tensor(pos_weight, device=logits.device, dtype=logits.dtype)  # no copy when already there
     return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=weight)
 
 
@@ -49,21 +49,39 @@ def task_scales(pos_weight: np.ndarray) -> np.ndarray:
     return (1 + weights) / (2 * weights)
 
 
+LossWeights = float | np.ndarray | torch.Tensor
+
+
 def run_loss(
-    logits: torch.Tensor, labels: torch.Tensor, pos_weight: float | np.ndarray, weights: np.ndarray | None = None
+    logits: torch.Tensor, labels: torch.Tensor, pos_weight: LossWeights, weights: LossWeights | None = None
 ) -> torch.Tensor:
     """The paper's loss for one task; for a multi-task run (logits (k, tasks)) the sum of each task's.
 
     Summed over tasks, each term being what that task's single-task run minimises, times its
-    entry of `weights` (None: a plain sum; `task_scales` for --task-weights balanced).
+    entry of `weights` (None: a plain sum; `task_scales` for --task-weights balanced). Training
+    passes both as tensors already on the device (`device_weights`), so a step copies nothing
+    from the host.
     """
     if np.ndim(pos_weight) == 0:
-        return weighted_bce(logits, labels, float(pos_weight))
-    weights = np.ones(len(pos_weight)) if weights is None else np.asarray(weights)
-    return sum(
-        float(weight) * weighted_bce(logits[:, i], labels[:, i], float(w))
-        for i, (w, weight) in enumerate(zip(pos_weight, weights, strict=True))
-    )
+        return weighted_bce(logits, labels, pos_weight if isinstance(pos_weight, torch.Tensor) else float(pos_weight))
+    pos = torch.as_tensor(pos_weight, device=logits.device, dtype=logits.dtype)  # (tasks,)
+    per_task = F.binary_cross_entropy_with_logits(
+        logits, labels.to(logits.dtype), pos_weight=pos, reduction="none"
+    ).mean(0)  # (tasks,): each task's mean over exams, as its single-task loss
+    if weights is None:
+        return per_task.sum()
+    return (per_task * torch.as_tensor(weights, device=logits.device, dtype=logits.dtype)).sum()
+
+
+def device_weights(
+    pos_weight: float | np.ndarray, weights: np.ndarray | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """pos_weight and task weights as float32 tensors on the device: made once, not in every step."""
+
+    def place(values: float | np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values, dtype=np.float32)).to(device)
+
+    return place(pos_weight), None if weights is None else place(weights)
 
 
 def task_losses(logits: np.ndarray, labels: np.ndarray, pos_weight: np.ndarray) -> np.ndarray:

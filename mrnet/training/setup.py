@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class Exams:
     """Exams of one split (or part of it) of the run's plane, in case order, with the task's labels."""
 
     cases: list[str]
-    series: list[np.ndarray]
+    series: Sequence[np.ndarray | torch.Tensor]  # uint8 (s, H, W); fit() stages the training ones on the device
     labels: np.ndarray
 
     @classmethod
@@ -161,11 +162,12 @@ def build_run(
         check_same_data(cfg, resumed.get("data"), fingerprint, "--resume")
     pos_weight = pos_weights(train_exams.labels, cfg.tasks)
     amp_dtype = resolve_amp(cfg.amp, device)
-    if ranks.is_main:
-        check_writable(cfg.run_dir())
-        warn_unlabelled(cfg)
-        if resumed is not None and remove_temporary_leftovers(cfg.run_dir()):
-            print(f"{cfg.name}: removed the partial file(s) of a write the interrupted run did not finish")
+    with distributed.stop_together(ranks):  # before the model is wrapped: DDP's first broadcast would wait
+        if ranks.is_main:
+            check_writable(cfg.run_dir())
+            warn_unlabelled(cfg)
+            if resumed is not None and remove_temporary_leftovers(cfg.run_dir()):
+                print(f"{cfg.name}: removed the partial file(s) of a write the interrupted run did not finish")
 
     torch.manual_seed(cfg.seed)  # fixes the initialisation of every layer not loaded from ImageNet
     model = build_model(cfg.pretrained, cfg.weights, ModelArgs(**cfg.model_args())).to(device)

@@ -136,11 +136,31 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
+def device_worker(device: str, env: dict[str, str], workers: int) -> tuple[str, dict[str, str]]:
+    """The device a worker is told to use, and its environment: its GPU alone, and its share of the CPU threads.
+
+    A worker for cuda:N sees only GPU N (CUDA_VISIBLE_DEVICES, read through the parent's own
+    list when it has one) and trains on cuda:0, its only device, so nothing it starts lands on
+    another worker's GPU. Each worker gets cpu_count // workers threads (OMP_NUM_THREADS),
+    unless the user set a number for all of them.
+    """
+    env = dict(env)
+    if "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(workers, 1)))
+    if not device.startswith("cuda"):
+        return device, env
+    index = int(device.partition(":")[2] or 0)
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
+    return "cuda:0", env
+
+
 def train_on_devices(
     todo: list[TrainConfig], devices: Sequence[str], command: Callable[[TrainConfig, str], list[str]]
 ) -> list[WorkerResult]:
     """A queue of models served by one worker process per device; each model logs to its own file.
 
+    A device listed twice gets two workers: two models then share that GPU.
     `command(cfg, device)` is the command line that trains one model on one device. SIGINT
     and SIGTERM are passed on to the running workers (which save their completed epochs and
     exit), no new model is started, and this returns only once every worker has ended.
@@ -167,8 +187,9 @@ def train_on_devices(
                     return
                 print(f"{cfg.name}: training on {device} (log: {log})", flush=True)
                 # A session of its own: a terminal's Ctrl-C reaches only this process, which passes it on once.
+                name, worker_env = device_worker(device, env, len(devices))
                 process = subprocess.Popen(
-                    command(cfg, device), stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    command(cfg, name), stdout=handle, stderr=subprocess.STDOUT, env=worker_env, start_new_session=True
                 )
                 running.add(process)
             code = process.wait()

@@ -19,7 +19,7 @@ import torch
 from .. import layout
 from ..data.dataset import SplitData
 from ..data.splits import check_against_file, check_both_classes, tune_split_for, write_tune_cases
-from ..device import describe, eval_max_slices
+from ..device import describe, eval_max_slices, stage_series
 from ..errors import DataError, MRNetError
 from ..lock import RunLock
 from ..runinfo import save_run_info
@@ -52,6 +52,7 @@ from .state import (
 def fit(run: Run) -> None:
     """The recipe, once per epoch: train, score the selecting split, schedule, keep the best, stop early, checkpoint."""
     cfg, state = run.cfg, run.state
+    run.train = replace(run.train, series=stage_series(run.train.series, run.device))  # once: on the GPU if it fits
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         started = time.perf_counter()
         train_loss = train_epoch(run, epoch)
@@ -133,7 +134,7 @@ def train_epoch(run: Run, epoch: int) -> float:
         progress=f"{cfg.name} epoch {epoch}" if ranks.is_main else None,
         task_weights=task_weights(cfg, run.pos_weight),
     )
-    return distributed.mean_over_ranks(stats.loss_sum, stats.exams, ranks)
+    return distributed.mean_over_ranks(stats.loss_sum, stats.exams, ranks, run.device)
 
 
 def task_weights(cfg: TrainConfig, pos_weight: float | np.ndarray) -> np.ndarray | None:
@@ -199,8 +200,9 @@ def _train(
         if tune is not None:
             check_both_classes(tune, cfg.tasks)
     lock = RunLock(cfg.run_dir(), layout.RUN_LOCK, "training run") if ranks.is_main else None
-    if lock is not None:
-        lock.acquire()  # before looking at the folder: a second run on it is refused, not interleaved
+    with distributed.stop_together(ranks):
+        if lock is not None:
+            lock.acquire()  # before looking at the folder: a second run on it is refused, not interleaved
     try:
         return _train_locked(cfg, data, explicit, ranks, device, keep_model)
     finally:
@@ -212,8 +214,8 @@ def _train_locked(
     cfg: TrainConfig, data, explicit: set[str], ranks: distributed.Ranks, device: torch.device, keep_model: bool
 ) -> TrainResult:
     say = print if ranks.is_main else (lambda *a, **k: None)
-    resumed = prepare_run_dir(cfg)
-    distributed.barrier(ranks)  # every rank has read the run folder before rank 0 writes to it
+    with distributed.stop_together(ranks):  # also a barrier: every rank has read the folder before rank 0 writes
+        resumed = prepare_run_dir(cfg)
     if resumed is not None:
         cfg = merge_resumed_config(cfg, resumed["config"], explicit)
         validate_config(cfg)

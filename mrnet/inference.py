@@ -28,7 +28,7 @@ from .device import Scoring, autocast, describe, to_device
 from .errors import CheckpointError, MRNetError
 from .invocation import command
 from .lock import lock_holder
-from .models import PlaneModel, model_for_inference
+from .models import MRNet, PlaneModel, model_for_inference
 from .models.pooling import GatedAttentionPool
 
 DEFAULT_IMAGE_SIZE = 256  # MRNet-v1.0's slice size, assumed for checkpoints that do not record theirs
@@ -82,7 +82,8 @@ def slice_attention(model: PlaneModel, series: np.ndarray, device: torch.device)
     the model pools slices by attention."""
     if not isinstance(getattr(model, "slice_pool", None), GatedAttentionPool):
         return None
-    return model.slice_weights(preprocess(to_device(series, device))).double().cpu().numpy()
+    weights = model.slice_weights(preprocess(to_device(series, device))) if isinstance(model, MRNet) else None
+    return None if weights is None else weights.double().cpu().numpy()
 
 
 def require_finite(logits: np.ndarray, model: str, cases: Sequence[str]) -> None:
@@ -177,7 +178,7 @@ class PlaneModels:
         try:
             saved = ckpt.get("image_size")
             size = self.image_size or checked_image_size(DEFAULT_IMAGE_SIZE if saved is None else saved)
-            model = model_for_inference(ckpt.get("model"), self.device, ckpt.get("model_args"))
+            model = model_for_inference(ckpt.get("model") or {}, self.device, ckpt.get("model_args"))
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from None
         config = ckpt.get("config")

@@ -198,7 +198,7 @@ def ensemble_text(saved: SavedEnsemble) -> str:
     return json.dumps(saved.payload(), indent=2) + "\n"
 
 
-def ensemble_files(models_dir: str | Path, saved: SavedEnsemble, model: Any) -> dict[Path, Callable[[Path], None]]:
+def ensemble_files(models_dir: str | Path, saved: SavedEnsemble, model: Any) -> dict[Path, Callable[[Path], object]]:
     """The task's stacker as JSON (what the commands load) and pickled with joblib (for scikit-learn users)."""
     import joblib
 

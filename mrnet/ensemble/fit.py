@@ -203,7 +203,7 @@ def task_parts(
 class FittedTask:
     """One task's fitted stacker: its files to write, its row of the AUC table, valid predictions and thresholds."""
 
-    writes: dict[Path, Callable[[Path], None]]
+    writes: dict[Path, Callable[[Path], object]]
     auc: dict[str, Any]
     predictions: pd.DataFrame
     thresholds: list[dict[str, Any]]
@@ -322,7 +322,8 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     models = PlaneModels(cfg.models_dir, scoring.device)  # each stacker records the hashes of the bytes it scored
     probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases, models)
     hashes = {task: models.hashes(task) for task in ready}
-    fitted, writes = [], {}
+    fitted: list[FittedTask] = []
+    writes: dict[Path, Callable[[Path], object]] = {}
     for task in ready:
         try:
             parts = task_parts(probs, task, tune_cases, fit_on)

@@ -165,7 +165,7 @@ def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
 
 def predictions_by_case(scores: dict[str, TaskScores], tasks: Sequence[str]) -> pd.DataFrame:
     """case, then per task the ensemble probability and the label, merged on case id, in case order."""
-    merged = None
+    merged: pd.DataFrame | None = None
     for task in tasks:
         part = (
             scores[task]
@@ -173,6 +173,8 @@ def predictions_by_case(scores: dict[str, TaskScores], tasks: Sequence[str]) -> 
             .rename(columns={"ensemble": task, "label": f"{task}_label"})
         )
         merged = part if merged is None else merged.merge(part, on="case", how="inner", validate="one_to_one")
+    if merged is None:
+        raise ValueError("predictions_by_case needs at least one task")
     return merged.sort_values("case").reset_index(drop=True)
 
 
@@ -188,7 +190,8 @@ def write_heatmaps(
     plane = HEATMAP_PLANE[task]
     loaded = models.get(task, plane)  # the model that scored the exams, not best.pt read again
     model, size, device = loaded.model, loaded.image_size, models.device
-    items, warned = [], set()
+    items: list[tuple[str, Path]] = []
+    warned: set[tuple[Path, int]] = set()
     for row in positives.head(cfg.heatmap_exams).itertuples(index=False):
         path = series_path(cfg.data_dir, cfg.split, plane, row.case)
         series = fit_to_size(load_series(path), size, path, warned)  # as scored, so the heatmap shows what was seen

@@ -197,7 +197,7 @@ def series_facts(plane: str, first: Any, slices: int) -> dict[str, Any]:
     return {
         f"{plane}_slices": slices,
         f"{plane}_spacing_mm": f"{spacing.row_mm:.3g}x{spacing.column_mm:.3g}" if spacing else "",
-        f"{plane}_thickness_mm": f"{float(thickness):.3g}" if thickness not in (None, "") else "",
+        f"{plane}_thickness_mm": f"{float(thickness):.3g}" if thickness is not None and thickness != "" else "",
         f"{plane}_description": description,
     }
 

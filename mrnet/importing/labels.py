@@ -54,7 +54,9 @@ def read_labels(path: Path) -> LabelsFile:
             f"--labels {path}: the first line must be the header study,abnormal,acl,meniscus (split optional; "
             f"a task column may be left out), got {','.join(header)!r}"
         )
-    rows, errors, seen = [], [], {}
+    rows: list = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
     for row in reader:
         if not row or not any(cell.strip() for cell in row):
             continue

@@ -34,14 +34,15 @@ def alexnet_features() -> nn.Sequential:
     )
 
 
-def init_from_scratch(features: nn.Sequential) -> None:
+def init_from_scratch(features: nn.Module) -> None:
     """He initialisation for the ReLU convolutions of an AlexNet trained without ImageNet weights.
 
     torchvision leaves AlexNet's convolutions at PyTorch's default init, which shrinks the
     signal layer by layer: five layers deep the per-slice features are nearly constant and a
     from-scratch run sits for epochs at the constant-prediction loss before it starts to learn.
     """
-    for layer in features:
+    for layer in features.children():
         if isinstance(layer, nn.Conv2d):
             nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

@@ -67,4 +67,5 @@ def model_for_inference(
         model.load_state_dict(state, assign=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         raise CheckpointError(f"the checkpoint does not hold MRNet weights ({str(err).splitlines()[0]})") from None
-    return model.to(device, memory_format=memory_format(model)).eval()
+    model = model.to(device)
+    return model.to(memory_format=memory_format(model)).eval()

@@ -111,7 +111,7 @@ class MRNet(FrozenBatchNormMixin, nn.Module):
         For AlexNet these are the last conv layer's ReLU output, before its final max pool.
         """
         if self.maps_before_last:
-            for layer in list(self.features)[:-1]:
+            for layer in list(self.features.children())[:-1]:
                 slices = layer(slices)
             return slices
         return self.features(slices)
@@ -119,7 +119,7 @@ class MRNet(FrozenBatchNormMixin, nn.Module):
     def features_from_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """(n, F, h, w) -> (n, F): what the pool over slices sees per slice."""
         if self.maps_before_last:
-            maps = self.features[-1](maps)
+            maps = list(self.features.children())[-1](maps)
         return self.pool(maps).flatten(1)
 
     def slice_features(self, slices: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,14 @@ def bf16_weight_grad_is_wrong(conv: nn.Conv3d, x: torch.Tensor) -> bool:
     )
 
 
-class Fp32AtDepthTwo:
+# The mixin is only ever combined with a Conv3d class (guarded_class); say so to the type checker.
+if TYPE_CHECKING:
+    _Conv3dBase = nn.Conv3d
+else:
+    _Conv3dBase = object
+
+
+class Fp32AtDepthTwo(_Conv3dBase):
     """Mixed into a Conv3d: computes in fp32 where bf16 would give it a wrong weight gradient (see above)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,7 @@ def mean_over_ranks(total: float, count: int, ranks: Ranks, device: torch.device
         return total / max(count, 1)
     buffer = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     dist.all_reduce(buffer)
-    return float(buffer[0] / max(buffer[1], 1.0))
+    return float(buffer[0] / buffer[1].clamp(min=1.0))
 
 
 @contextmanager

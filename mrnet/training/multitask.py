@@ -20,6 +20,7 @@ from .. import layout
 from ..checkpoint import save_checkpoint
 from ..data.fingerprint import view_fingerprint
 from ..errors import MRNetError
+from ..models import PlaneModel
 from .config import ALL_TASKS, TrainConfig, tasks_of
 from .log import write_predictions
 from .state import RunState, checkpoint_payload
@@ -34,7 +35,7 @@ def task_view(state_dict: dict[str, torch.Tensor], index: int) -> dict[str, torc
 
 
 def save_task_views(
-    cfg: TrainConfig, model: torch.nn.Module, state: RunState, row: dict[str, Any], cases, labels, probs
+    cfg: TrainConfig, model: PlaneModel, state: RunState, row: dict[str, Any], cases, labels, probs
 ) -> None:
     """For each task whose view this epoch becomes (`view_<task>`): its <split>_predictions.csv, then best.pt.
 

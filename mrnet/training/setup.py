@@ -230,10 +230,10 @@ def load_initial_weights(cfg: TrainConfig, model: PlaneModel) -> None:
     """
     path = init_checkpoint(cfg)
     source = load_checkpoint(path)
-    wanted, found = model.model_args(), source.get("model_args")
+    wanted, found = model.model_args(), source.get("model_args") or {}
     if found != wanted:
         differ = ", ".join(
-            f"{k} {found.get(k)!r} there, {wanted[k]!r} here" for k in wanted if (found or {}).get(k) != wanted[k]
+            f"{k} {found.get(k)!r} there, {wanted[k]!r} here" for k in wanted if found.get(k) != wanted[k]
         )
         raise CheckpointError(f"--init-from {path}: a model with other arguments ({differ}); it cannot start this one")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -69,7 +69,7 @@ class RunState:
             self.finished, self.stop_reason = True, f"reached --epochs {epochs}"
 
 
-def plateau_mode(plateau_on: str) -> str:
+def plateau_mode(plateau_on: str) -> Literal["min", "max"]:
     """ReduceLROnPlateau's mode: a loss should fall, an AUC rise."""
     return "min" if plateau_on == "loss" else "max"
 

@@ -88,7 +88,7 @@ def epoch_row(run: Run, epoch: int, train_loss: float, scored: ValidationResult)
     labels, probs = run.select.labels, scored.probs
     if labels.ndim == 2:
         aucs = per_task_aucs(labels, probs, run.cfg.tasks, auc_or_nan, state.select_split)
-        losses = task_losses(scored.logits, labels, run.pos_weight)
+        losses = task_losses(scored.logits, labels, np.atleast_1d(run.pos_weight))
         aucs.update({f"{state.key('loss')}_{task}": float(v) for task, v in zip(run.cfg.tasks, losses, strict=True)})
     else:
         aucs = {state.key("auc"): auc_or_nan(labels, probs)}
@@ -120,7 +120,7 @@ def train_epoch(run: Run, epoch: int) -> float:
     """One epoch over this rank's share of the shuffled exams; the mean loss over all ranks."""
     cfg, ranks = run.cfg, run.ranks
     stats = train_one_epoch(
-        run.net,
+        run.net,  # type: ignore[arg-type]  # the model, or DDP around it: both take the model's call
         run.optimizer,
         run.train.series,
         run.train.labels,
@@ -141,7 +141,7 @@ def task_weights(cfg: TrainConfig, pos_weight: float | np.ndarray) -> np.ndarray
     """Each task's factor in a multi-task run's loss (--task-weights); None for a single-task run."""
     if cfg.task != ALL_TASKS:
         return None
-    return task_scales(pos_weight) if cfg.task_weights == "balanced" else np.ones(len(cfg.tasks))
+    return task_scales(np.atleast_1d(pos_weight)) if cfg.task_weights == "balanced" else np.ones(len(cfg.tasks))
 
 
 def save_epoch(run: Run, row: dict[str, Any], probs: np.ndarray) -> None:

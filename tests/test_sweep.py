@@ -9,7 +9,9 @@ from helpers import run_training
 from mrnet.cli.common import training_config_from_args
 from mrnet.cli.train_all import train_plane_argv
 from mrnet.cli.train_plane import get_args_parser
+from mrnet.errors import MRNetError
 from mrnet.training.config import TrainConfig
+from mrnet.training.sweep import cpu_workers
 
 
 def test_worker_command_line_rebuilds_the_same_config():
@@ -46,6 +48,24 @@ def test_worker_command_line_rebuilds_the_same_config():
     assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
     parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
     assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
+
+
+def test_a_cpu_worker_gets_its_share_of_the_threads():
+    cfg = TrainConfig(task="acl", plane="axial", data_dir="d", models_dir="o", threads="auto")
+    argv = train_plane_argv(cfg, set(), "cpu", threads=1)
+    parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
+    assert (parsed.device, parsed.threads) == ("cpu", "1")
+
+
+def test_cpu_workers_one_per_thread_on_the_cpu_only():
+    assert cpu_workers("auto", "cpu", threads=2, models=9) == (["cpu", "cpu"], 1)
+    assert cpu_workers("auto", "cpu", threads=1, models=9) == ([], None)  # one free core: one model at a time
+    assert cpu_workers("auto", "cpu", threads=8, models=3) == (["cpu"] * 3, 2)  # never more workers than models
+    assert cpu_workers("2", "cpu", threads=8, models=9) == (["cpu", "cpu"], 4)
+    assert cpu_workers("1", "cpu", threads=8, models=9) == ([], None)
+    assert cpu_workers("auto", "cuda", threads=8, models=9) == ([], None)
+    with pytest.raises(MRNetError, match="--workers none"):
+        cpu_workers("none", "cpu", threads=2, models=9)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES, SPLITS
-from .common import EVAL_SLICES_HELP, add_tasks, config_from_args, fmt, run_cli
+from .common import EVAL_SLICES_HELP, add_tasks, add_threads, config_from_args, fmt, run_cli, start_threads
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
+    add_threads(parser)
     return parser
 
 
@@ -61,6 +62,7 @@ def print_comparison(table, cfg) -> None:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..evaluation.compare import CompareConfig, compare_runs
 
     cfg = config_from_args(CompareConfig, args)

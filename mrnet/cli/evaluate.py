@@ -13,7 +13,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, add_threads, config_from_args, run_cli, start_threads
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -48,11 +48,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="per task, this many most confident true positives, worst false positives and worst false negatives "
         "get an exam viewer page linked from report.html; 0 = none (default 2)",
     )
+    add_threads(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..evaluation.evaluator import EvalConfig, run_evaluate
     from ..evaluation.report import text_table
 

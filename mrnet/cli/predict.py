@@ -6,7 +6,16 @@ import argparse
 from collections.abc import Sequence
 
 from .. import AMP_MODES, PLANES
-from .common import EVAL_SLICES_HELP, add_models_dir, add_tasks, config_from_args, fmt, run_cli
+from .common import (
+    EVAL_SLICES_HELP,
+    add_models_dir,
+    add_tasks,
+    add_threads,
+    config_from_args,
+    fmt,
+    run_cli,
+    start_threads,
+)
 
 MAX_PRINTED_EXAMS = 20
 
@@ -67,6 +76,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="OUT_DIR",
         help="write an exam viewer here: one self-contained HTML page per exam and index.html",
     )
+    add_threads(parser)
     return parser
 
 
@@ -94,6 +104,7 @@ def print_predictions(table, tasks: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..prediction import PredictConfig, run_predict
 
     cfg = config_from_args(PredictConfig, args)

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 
 from ..options import option_field
 from ..training.config import TrainConfig  # a dataclass module: no torch import
-from .common import add_ensemble_args, add_models_dir, add_option, add_tasks, config_from_args, print_auc_table, run_cli
+from .common import (
+    add_ensemble_args,
+    add_models_dir,
+    add_option,
+    add_tasks,
+    config_from_args,
+    print_auc_table,
+    run_cli,
+    start_threads,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -19,7 +28,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_tasks(parser)
     add_ensemble_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the stacker and its folds")
-    for name in ("device", "amp", "eval_max_slices"):  # as train_all passes them on
+    for name in ("device", "threads", "amp", "eval_max_slices"):  # as train_all passes them on
         f = option_field(TrainConfig, name)
         add_option(parser, f, default=f.default)
     return parser
@@ -27,6 +36,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..ensemble.fit import MetaConfig, fit_ensembles
 
     cfg = config_from_args(MetaConfig, args)

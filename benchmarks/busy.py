@@ -15,15 +15,19 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
+import torch
+
 from mrnet.device import resolve_device
 from mrnet.threads import usable_cpus
 
 from .exams import exam_folder, select_exams
+from .results import cpu_model_name
 
 # Busy work that stops when its parent does, even if the parent is killed without cleaning up.
 SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(100000))\n"
@@ -82,12 +86,47 @@ def compare_policies(cfg) -> dict[str, Any]:
                             flush=True,
                         )
             conditions[condition] = summarise(rates, plans, busy, loads)
-    return {
+    results = {
         "benchmark": "mrnet thread policy",
         "command": " ".join(sys.argv),
         "config": asdict(cfg),
         "cpus": usable_cpus(),
         "conditions": conditions,
+    }
+    return {**results, **as_record(results, options)}
+
+
+def machine() -> str:
+    """The CPU, the CPUs this process may use and torch's version, for a record's 'machine'."""
+    return f"{cpu_model_name()}, {usable_cpus()} usable CPUs, torch {torch.__version__}"
+
+
+def as_record(results: dict[str, Any], options: list[str]) -> dict[str, Any]:
+    """The keys that make the results file a docs record (benchmarks.tables, a one-off experiment)."""
+    cfg = results["config"]
+    loads = "; ".join(
+        f"{name}: {c['background_processes']} busy processes of the benchmark's own, load average "
+        f"{c['load_average']['min']:.1f}-{c['load_average']['max']:.1f} at the phases' starts"
+        for name, c in results["conditions"].items()
+    )
+    rows = [
+        [
+            f"{name}, +{c['background_processes']} busy",
+            *(f"{c['exams_per_s'][o]:.2f}" for o in options),
+            "; ".join(c["auto_chose"]),
+            f"{c['best_over_auto']:.2f}x",
+        ]
+        for name, c in results["conditions"].items()
+    ]
+    return {
+        "title": "training exams/s with --threads auto and with each fixed count, quiet and busy",
+        "machine": machine(),
+        "load": loads,
+        "split": f"no AUC: training rates on {cfg['exams']} synthetic exams at {cfg['size']} px, medians of "
+        f"{cfg['repeats']} alternating rounds",
+        "columns": ["machine", *(f"threads {o}" for o in options), "auto chose", "best fixed / auto"],
+        "rows": rows,
+        "provenance": f"written by `{results['command']}` on {time.strftime('%Y-%m-%d')}",
     }
 
 

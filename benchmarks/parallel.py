@@ -29,6 +29,8 @@ import torch
 from mrnet.cli.common import run_cli
 from mrnet.files import write_json
 
+from .busy import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 # The demo's recipe (Makefile, demo), its length given by --epochs.
 DEMO = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--no-augment", "--patience", "0", "--seed", "0"]
@@ -70,6 +72,35 @@ def same_weights(a: Path, b: Path) -> bool:
         if left.keys() != right.keys() or any(not torch.equal(left[k], right[k]) for k in left):
             return False
     return True
+
+
+def as_record(results: dict[str, Any]) -> dict[str, Any]:
+    """The keys that make the results file a docs record (benchmarks.tables, a one-off experiment)."""
+    variants = results["variants"]
+    loads = [load for v in variants.values() for load in v["load_at_start"]]
+    rows = [
+        [
+            name,
+            v["first_line"],
+            f"{v['seconds']:.0f}",
+            f"{v['speedup_over_first']:.2f}x",
+            "yes" if v["auc_table_equal"] else "no",
+            "yes" if v["weights_equal"] else "no",
+        ]
+        for name, v in variants.items()
+    ]
+    first = next(iter(variants))
+    return {
+        "title": f"the demo's nine models and three ensembles, {results['epochs']} epochs, one at a time or several "
+        "at once",
+        "machine": machine(),
+        "load": f"load average {min(loads):.1f}-{max(loads):.1f} at the sweeps' starts (other jobs on the machine)",
+        "split": "AUC table: valid split, epochs chosen on the tuning split, stackers fitted on it (train_all's "
+        f"defaults); 'equal' compares with {first}",
+        "columns": ["variant", "its first line", "seconds", "speed-up", "AUC table equal", "weights equal"],
+        "rows": rows,
+        "provenance": f"written by `{results['command']}` on {time.strftime('%Y-%m-%d')}",
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -114,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    results.update(as_record(results))
     for name, v in results["variants"].items():
         print(
             f"{name:<22} {v['seconds']:7.1f} s  {v['speedup_over_first']:.2f}x  "

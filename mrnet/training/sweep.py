@@ -1,4 +1,5 @@
-"""Training a grid of per-plane models with one set of options, in this process or one process per device.
+"""Training a grid of per-plane models with one set of options: in this process, or one worker process per
+device (each GPU, or each share of the CPU's threads).
 
 Plane-major order: the series of a plane are loaded once and shared by its tasks. A
 finished model is skipped and a half-finished one resumed, so rerunning the same sweep

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,12 +89,22 @@ def compare_policies(cfg) -> dict[str, Any]:
             conditions[condition] = summarise(rates, plans, busy, loads)
     results = {
         "benchmark": "mrnet thread policy",
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "config": asdict(cfg),
         "cpus": usable_cpus(),
         "conditions": conditions,
     }
     return {**results, **as_record(results, options)}
+
+
+def command_line() -> str:
+    """This run's command as a user types it: `python -m benchmarks.NAME …` or `python scripts/benchmark.py …`."""
+    program = Path(sys.argv[0])
+    if program.parent.name == "benchmarks":
+        head = f"python -m benchmarks.{program.stem}"
+    else:
+        head = f"python {'scripts/' if program.parent.name == 'scripts' else ''}{program.name}"
+    return " ".join([head, *sys.argv[1:]])
 
 
 def machine() -> str:
@@ -111,7 +122,7 @@ def as_record(results: dict[str, Any], options: list[str]) -> dict[str, Any]:
     )
     rows = [
         [
-            f"{name}, +{c['background_processes']} busy",
+            f"{name} (+{c['background_processes']} processes of its own)",
             *(f"{c['exams_per_s'][o]:.2f}" for o in options),
             "; ".join(c["auto_chose"]),
             f"{c['best_over_auto']:.2f}x",

@@ -14,7 +14,6 @@ import argparse
 import copy
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from mrnet.inference import predict_logits
 from mrnet.models import ModelArgs, build_model, memory_format
 from mrnet.threads import apply_threads, plan_threads
 
-from .busy import machine
+from .busy import command_line, machine
 from .exams import exam_folder, select_exams
 from .reference import reference_evaluate
 
@@ -106,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     medians = {name: statistics.median(values) for name, values in rates.items()}
     results = {
         "benchmark": "mrnet evaluation settings (CPU)",
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "threads": plan.describe(),
         "load_average_end": os.getloadavg()[0],
         "exams": args.exams,

@@ -29,7 +29,7 @@ import torch
 from mrnet.cli.common import run_cli
 from mrnet.files import write_json
 
-from .busy import machine
+from .busy import command_line, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 # The demo's recipe (Makefile, demo), its length given by --epochs.
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         base_auc = pd.read_csv(work / first / "auc_table.csv")
         results = {
             "benchmark": "mrnet parallel CPU sweep",
-            "command": " ".join(sys.argv),
+            "command": command_line(),
             "epochs": args.epochs,
             "cpus": len(os.sched_getaffinity(0)),
             "variants": {

@@ -41,7 +41,7 @@ VARIANTS = ("default", "fp32", "nchw", "slices-32", "slices-128", "mkldnn-fp32",
 def project_variant(name: str, base: torch.nn.Module, cache: list[np.ndarray]) -> Callable[[], object]:
     """A function scoring every exam with the variant's model and settings."""
     cpu = torch.device("cpu")
-    model = copy.deepcopy(base)
+    model: Any = copy.deepcopy(base)  # its methods are swapped below for some variants
     amp, max_slices = resolve_amp("auto", cpu), 64
     if name != "nchw":
         model = model.to(memory_format=memory_format(model))
@@ -50,8 +50,8 @@ def project_variant(name: str, base: torch.nn.Module, cache: list[np.ndarray]) -
     if name.startswith("slices-"):
         max_slices = int(name.split("-")[1])
     if name == "mkldnn-fp32":
-        first = model.features[0]  # the folded grey-channel convolution as a plain one, which oneDNN prepacks
-        grey = torch.nn.Conv2d(1, first.out_channels, first.kernel_size, first.stride, first.padding)
+        first: Any = model.features[0]  # the folded grey-channel convolution as a plain one, which oneDNN prepacks
+        grey: Any = torch.nn.Conv2d(1, first.out_channels, first.kernel_size, first.stride, first.padding)
         with torch.no_grad():
             grey.weight.copy_(first.weight.sum(dim=1, keepdim=True))
             grey.bias.copy_(first.bias)

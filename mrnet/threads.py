@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,12 +100,12 @@ def usable_cpus(affinity: set[int] | None = None, quota: float | None = None) ->
     return max(1, cpus)
 
 
-def env_threads(environ: dict[str, str] | None = None) -> tuple[str, int] | None:
+def env_threads(environ: Mapping[str, str] | None = None) -> tuple[str, int] | None:
     """(variable, count) of the first of OMP_NUM_THREADS / MKL_NUM_THREADS set to a positive number."""
-    environ = os.environ if environ is None else environ
+    variables = os.environ if environ is None else environ
     for name in THREAD_ENV:
         try:
-            count = int(environ.get(name, "").split(",")[0])
+            count = int(variables.get(name, "").split(",")[0])
         except ValueError:
             continue
         if count >= 1:
@@ -146,7 +147,7 @@ def plan_threads(
     requested: str | int = AUTO,
     workers: int = 1,
     *,
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     cpus: int | None = None,
     busy: float | None = -1.0,
 ) -> ThreadPlan:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from helpers import run_training
@@ -78,3 +80,19 @@ def test_models_spread_over_two_workers(tiny_data, tmp_path):
     for plane in ("axial", "coronal", "sagittal"):
         assert "reached --epochs 1" in (models / f"acl-{plane}" / "train.log").read_text()
     assert pd.read_csv(models / "auc_table.csv")["task"].tolist() == ["acl"]
+
+
+@pytest.mark.slow
+def test_cpu_workers_train_the_sweep_two_at_a_time(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    result = run_training("train_all.py", tiny_data, models, "--epochs", "1", "--tasks", "acl", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cpu (1 thread: ")  # the first line says the threads and why
+    assert "training 3 models 2 at a time, one process of 1 thread(s) each" in lines
+    assert result.stdout.count("done on cpu") == 3
+    for plane in ("axial", "coronal", "sagittal"):
+        log = (models / f"acl-{plane}" / "train.log").read_text()
+        assert log.startswith("cpu (1 thread: --threads 1)")  # each worker runs its share
+    config = json.loads((models / "acl-axial" / "config.json").read_text())
+    assert config["threads"] == "1"

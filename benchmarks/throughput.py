@@ -48,6 +48,7 @@ from mrnet.files import write_json
 from mrnet.models import ModelArgs, PlaneModel, build_model, memory_format
 from mrnet.names import BACKBONE_NAMES, POOL_NAMES
 from mrnet.stats.auc import auc_or_nan
+from mrnet.threads import check_threads, plan_threads
 from mrnet.training.engine import epoch_augment, train_one_epoch, validate
 from mrnet.training.loss import positive_class_weight
 
@@ -85,7 +86,8 @@ class BenchConfig:
     backbone: str = "alexnet"  # project side; the reference loop is AlexNet's
     pool: str = "max"
     depth: int = 32  # r3d_18's resampled depth
-    threads: int | None = None
+    threads: str = "auto"  # mrnet.threads' policy, as every command uses it, or a number
+    background: int = 0  # > 0: compare the thread policy with fixed counts, quiet and with this many busy processes
     isolate: bool = True  # each phase in a fresh process (clean peak memory); False: all in this one
     seed: int = 0
     json: str | None = "bench/benchmark.json"
@@ -114,7 +116,8 @@ def validate_config(cfg: BenchConfig) -> None:
             one_of("--amp", cfg.amp, AMP_MODES),
             at_least("--exams-per-step", cfg.exams_per_step, 1),
             at_least("--eval-max-slices", cfg.eval_max_slices, 1),
-            at_least("--threads", cfg.threads, 1),
+            check_threads("--threads", cfg.threads),
+            at_least("--background", cfg.background, 0),
             one_of("--backbone", cfg.backbone, BACKBONE_NAMES),
             one_of("--pool", cfg.pool, POOL_NAMES),
             at_least("--depth", cfg.depth, 1),
@@ -227,9 +230,14 @@ def phase_runners(
 
 
 def run_phase(cfg: BenchConfig, exams: ExamSet, side: str, mode: str) -> dict[str, Any]:
-    """Set up one side and mode, warm it up, then time one pass over every exam."""
-    with torch_threads(cfg.threads):
-        return measure_phase(cfg, exams, side, mode)
+    """Set up one side and mode, warm it up, then time one pass over every exam.
+
+    The threads are chosen as a command chooses them at its start (mrnet.threads), here at
+    the phase's start, in the phase's own process.
+    """
+    plan = plan_threads(cfg.threads)
+    with torch_threads(plan.threads):
+        return {**measure_phase(cfg, exams, side, mode), "thread_plan": plan.describe()}
 
 
 def measure_phase(cfg: BenchConfig, exams: ExamSet, side: str, mode: str) -> dict[str, Any]:
@@ -342,7 +350,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--pool", default=d.pool, choices=POOL_NAMES, help=f"project side pooling over slices (default {d.pool})"
     )
     parser.add_argument("--depth", type=int, default=d.depth, help=f"r3d_18: resampled depth (default {d.depth})")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        default=d.threads,
+        help="auto (the thread policy every command uses, mrnet.threads) or a number (default auto)",
+    )
+    parser.add_argument(
+        "--background",
+        type=int,
+        default=d.background,
+        help="compare --threads auto with every fixed count, on the quiet machine and with this many "
+        "CPU-bound processes of the benchmark's own running (training, project side; default 0: off)",
+    )
     parser.add_argument(
         "--in-process",
         dest="isolate",
@@ -390,9 +409,16 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table, write the results file; return the results."""
     cfg = config_from_args(get_args_parser().parse_args(argv))
-    results = run_benchmark(cfg)
-    print()
-    print(format_table(results))
+    if cfg.background:
+        from .busy import compare_policies, format_policies
+
+        results = compare_policies(cfg)
+        print()
+        print(format_policies(results))
+    else:
+        results = run_benchmark(cfg)
+        print()
+        print(format_table(results))
     if cfg.json:
         write_json(Path(cfg.json), results)
         print(f"results written to {cfg.json}")

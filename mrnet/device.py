@@ -14,6 +14,7 @@ import torch
 
 from . import AMP_MODES
 from .errors import MRNetError
+from .threads import current_plan
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,7 +107,8 @@ def check_devices(names: list[str]) -> None:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    plan = current_plan()
+    return f"cpu ({plan.describe() if plan else f'{torch.get_num_threads()} threads'})"
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:

@@ -60,3 +60,28 @@ def test_phase_processes_import_the_benchmark_from_either_command(entry: str, tm
     assert result.returncode == 0, result.stderr
     assert "project eval" in result.stdout
     assert set(json.loads(out.read_text())["phases"]) == {"project_eval"}
+
+
+def test_background_load_is_stopped_when_the_block_fails() -> None:
+    from benchmarks.busy import background_load
+
+    with pytest.raises(RuntimeError), background_load(2) as processes:
+        assert all(p.poll() is None for p in processes)
+        raise RuntimeError("a failing phase")
+    assert all(p.poll() is not None for p in processes)
+
+
+def test_thread_policy_quiet_and_busy_makes_a_docs_record(tmp_path: Path) -> None:
+    from benchmarks.tables import check_experiment
+
+    out = tmp_path / "policy.json"
+    tiny = TINY[: TINY.index("--threads")]  # the policy is what is measured
+    results = main([*tiny, "--background", "1", "--in-process", "--json", str(out)])
+
+    assert set(results["conditions"]) == {"quiet", "busy"}
+    busy = results["conditions"]["busy"]
+    assert busy["background_processes"] == 1
+    assert set(busy["exams_per_s"]) == {"auto", *(str(n) for n in range(1, results["cpus"] + 1))}
+    assert all(rate > 0 for rate in busy["exams_per_s"].values())
+    assert busy["best_over_auto"] > 0 and busy["auto_chose"]
+    check_experiment(json.loads(out.read_text()), out)  # the docs can show it as it is

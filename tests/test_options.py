@@ -27,7 +27,17 @@ def test_every_field_is_an_option_with_one_role():
     roles = {f.name: f.metadata["role"] for f in options_of(TrainConfig)}
     assert set(roles) == {f.name for f in fields(TrainConfig)}
     assert set(RECIPE_FIELDS) == {n for n, r in roles.items() if r == RECIPE}
-    run = {"data_dir", "models_dir", "device", "eval_max_slices", "amp", "channels_last", "resume", "overwrite"}
+    run = {
+        "data_dir",
+        "models_dir",
+        "device",
+        "threads",
+        "eval_max_slices",
+        "amp",
+        "channels_last",
+        "resume",
+        "overwrite",
+    }
     assert set(RUN_FIELDS) == run
     assert {n for n, r in roles.items() if r == LENGTH} == {"epochs", "patience"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -13,8 +14,9 @@ from mrnet import layout
 from mrnet.cli.common import training_config_from_args
 from mrnet.cli.train_all import train_plane_argv
 from mrnet.cli.train_plane import get_args_parser
+from mrnet.errors import MRNetError
 from mrnet.training.config import TrainConfig
-from mrnet.training.sweep import device_worker, train_on_devices
+from mrnet.training.sweep import cpu_workers, device_worker, train_on_devices
 
 
 def test_worker_command_line_rebuilds_the_same_config():
@@ -51,6 +53,24 @@ def test_worker_command_line_rebuilds_the_same_config():
     assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
     parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
     assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
+
+
+def test_a_cpu_worker_gets_its_share_of_the_threads():
+    cfg = TrainConfig(task="acl", plane="axial", data_dir="d", models_dir="o", threads="auto")
+    argv = train_plane_argv(cfg, set(), "cpu", threads=1)
+    parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
+    assert (parsed.device, parsed.threads) == ("cpu", "1")
+
+
+def test_cpu_workers_one_per_thread_on_the_cpu_only():
+    assert cpu_workers("auto", "cpu", threads=2, models=9) == (["cpu", "cpu"], 1)
+    assert cpu_workers("auto", "cpu", threads=1, models=9) == ([], None)  # one free core: one model at a time
+    assert cpu_workers("auto", "cpu", threads=8, models=3) == (["cpu"] * 3, 2)  # never more workers than models
+    assert cpu_workers("2", "cpu", threads=8, models=9) == (["cpu", "cpu"], 4)
+    assert cpu_workers("1", "cpu", threads=8, models=9) == ([], None)
+    assert cpu_workers("auto", "cuda", threads=8, models=9) == ([], None)
+    with pytest.raises(MRNetError, match="--workers none"):
+        cpu_workers("none", "cpu", threads=2, models=9)
 
 
 @pytest.mark.slow
@@ -93,3 +113,19 @@ def test_a_gpu_listed_twice_runs_two_workers_each_on_its_cuda_0(tmp_path, monkey
     ]
     for cfg in todo:
         assert (cfg.run_dir() / layout.TRAIN_LOG).read_text().split()[:2] == ["cuda:0", "1"]
+
+
+@pytest.mark.slow
+def test_cpu_workers_train_the_sweep_two_at_a_time(tiny_data, tmp_path):
+    models = tmp_path / "models"
+    result = run_training("train_all.py", tiny_data, models, "--epochs", "1", "--tasks", "acl", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("cpu (1 thread: ")  # the first line says the threads and why
+    assert "training 3 models 2 at a time, one process of 1 thread(s) each" in lines
+    assert result.stdout.count("done on cpu") == 3
+    for plane in ("axial", "coronal", "sagittal"):
+        log = (models / f"acl-{plane}" / "train.log").read_text()
+        assert log.startswith("cpu (1 thread: --threads 1)")  # each worker runs its share
+    config = json.loads((models / "acl-axial" / "config.json").read_text())
+    assert config["threads"] == "1"

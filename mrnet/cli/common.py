@@ -16,6 +16,7 @@ from ..options import default_of, flags_of, help_of, option_field, options_of, v
 from ..training.config import TrainConfig  # a dataclass module: no torch import
 
 EVAL_SLICES_HELP = help_of(option_field(TrainConfig, "eval_max_slices"))  # the same for every command that scores
+THREADS_HELP = help_of(option_field(TrainConfig, "threads"))
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
@@ -163,6 +164,20 @@ def add_ensemble_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds", type=int, default=5, help="folds for --fit-on valid-cv and out-of-fold thresholds (default 5)"
     )
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads for the commands whose options are not TrainConfig's (training commands get it from there)."""
+    parser.add_argument("--threads", default="auto", help=THREADS_HELP)
+
+
+def start_threads(requested: str, workers: int = 1):
+    """The thread policy (mrnet.threads), applied before any parallel work; the command's first line says it."""
+    from ..threads import apply_threads, plan_threads
+
+    plan = apply_threads(plan_threads(requested or "auto", workers))
+    print(f"cpu ({plan.describe()})", flush=True)
+    return plan
 
 
 def add_tasks(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import AMP_MODES, SPLITS
-from .common import EVAL_SLICES_HELP, ArgumentParser, add_tasks, config_from_args, fmt, run_cli
+from .common import (
+    EVAL_SLICES_HELP,
+    ArgumentParser,
+    add_tasks,
+    add_threads,
+    config_from_args,
+    fmt,
+    run_cli,
+    start_threads,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -49,6 +58,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
+    add_threads(parser)
     return parser
 
 
@@ -90,6 +100,7 @@ def p_text(row: dict) -> str:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..evaluation.compare import CompareConfig, compare_runs
     from ..export.unpack import bundle_models
 

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, ArgumentParser, add_bundle, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import (
+    EVAL_SLICES_HELP,
+    ArgumentParser,
+    add_bundle,
+    add_models_dir,
+    add_tasks,
+    add_threads,
+    config_from_args,
+    run_cli,
+    start_threads,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,11 +62,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="per task, this many most confident true positives, worst false positives and worst false negatives "
         "get an exam viewer page linked from report.html; 0 = none (default 2)",
     )
+    add_threads(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..evaluation.evaluator import EvalConfig, run_evaluate
     from ..evaluation.report import plain_text, score_relation, text_table
     from ..export.unpack import bundle_models

@@ -12,9 +12,11 @@ from .common import (
     add_bundle,
     add_models_dir,
     add_tasks,
+    add_threads,
     config_from_args,
     fmt,
     run_cli,
+    start_threads,
 )
 
 MAX_PRINTED_EXAMS = 20
@@ -89,6 +91,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="OUT_DIR",
         help="for DICOM exams, write a DICOM Structured Report per exam here (research use)",
     )
+    add_threads(parser)
     return parser
 
 
@@ -116,6 +119,7 @@ def print_predictions(table, tasks: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..export.unpack import bundle_models
     from ..prediction import PredictConfig, run_predict
 

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import PLANES, TASKS
 from ..names import ALL_TASKS
-from .common import Unique, add_ensemble_args, add_training_args, print_auc_table, run_cli, training_config_from_args
+from .common import (
+    Unique,
+    add_ensemble_args,
+    add_training_args,
+    print_auc_table,
+    run_cli,
+    start_threads,
+    training_config_from_args,
+)
 from .config_file import CONFIG_HELP, ConfigFileParser
 
 if TYPE_CHECKING:  # --help does not import the training library (torch)
@@ -47,6 +55,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="train several models at once, one process per listed device "
         "(default: every visible GPU when there are several)",
     )
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        help="on the CPU: models trained at once, one process each with its share of --threads "
+        "(default auto: one per thread --threads gives, when that is 2 or more)",
+    )
     add_training_args(parser)
     add_ensemble_args(parser)
     return parser
@@ -63,12 +77,13 @@ def sweep_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def train_plane_argv(cfg, explicit: set[str], device: str) -> list[str]:
-    """The train-plane command line that reproduces `cfg` on one device, run as a module of this package."""
+def train_plane_argv(cfg, explicit: set[str], device: str, threads: int | None = None) -> list[str]:
+    """The train-plane command line that reproduces `cfg` on one device (with `threads`), run as a module."""
     from ..options import command_line
 
-    fixed = ["task", "plane", "device", "data_dir", "models_dir"]
-    argv = [sys.executable, "-m", "mrnet.cli.train_plane", *command_line(replace(cfg, device=device), fixed)]
+    fixed = ["task", "plane", "device", "threads", "data_dir", "models_dir"]
+    worker = replace(cfg, device=device, threads=str(threads) if threads else cfg.threads)
+    argv = [sys.executable, "-m", "mrnet.cli.train_plane", *command_line(worker, fixed)]
     argv += command_line(cfg, sorted(explicit - {*fixed, "resume", "overwrite"}))
     return argv + (["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else []))
 
@@ -87,9 +102,10 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerRe
     from ..ensemble.fit import MetaConfig, fit_ensembles
     from ..errors import MRNetError
     from ..training.config import validate_config
-    from ..training.sweep import default_devices, pending_models, train_in_process, train_on_devices
+    from ..training.sweep import cpu_workers, default_devices, pending_models, train_in_process, train_on_devices
 
     validate_config(base)
+    plan = start_threads(base.threads)
     if not args.skip_meta and args.fit_on == "tune" and base.tune_fraction == 0:
         raise MRNetError("--fit-on tune needs a tuning split: set --tune-fraction above 0, or use --fit-on train")
     devices = default_devices(args.devices, base.device)
@@ -104,8 +120,13 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerRe
     tune = prepare_tune_split(base.models_dir, base.data_dir, base.tune_fraction, base.split_seed)
     check_both_classes(tune, args.tasks)
     summaries: list[TrainResult] | list[WorkerResult]
+    share = None
+    if not devices:
+        devices, share = cpu_workers(args.workers, base.device, plan.threads, len(todo))
+        if len(devices) > 1:
+            print(f"training {len(todo)} models {len(devices)} at a time, one process of {share} thread(s) each")
     if len(devices) > 1:
-        summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device))
+        summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device, share))
     else:
         summaries = train_in_process(todo, explicit)
     if not args.skip_meta:

@@ -16,6 +16,7 @@ from .common import (
     config_from_args,
     print_auc_table,
     run_cli,
+    start_threads,
 )
 
 
@@ -28,7 +29,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_tasks(parser)
     add_ensemble_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the stacker and its folds")
-    for name in ("device", "amp", "eval_max_slices"):  # as train_all passes them on
+    for name in ("device", "threads", "amp", "eval_max_slices"):  # as train_all passes them on
         f = option_field(TrainConfig, name)
         add_option(parser, f, default=f.default)
     return parser
@@ -36,6 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None):
     args = get_args_parser().parse_args(argv)
+    start_threads(args.threads)
     from ..ensemble.fit import MetaConfig, fit_ensembles
 
     cfg = config_from_args(MetaConfig, args)

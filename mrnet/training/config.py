@@ -11,6 +11,7 @@ from .. import AMP_MODES, LEGACY_RECIPE, PLANES, PLATEAU_ON, SELECT_ON, TASKS, l
 from ..errors import SEED_LIMIT, MRNetError, check_options
 from ..names import ALL_TASKS, BACKBONE_NAMES, BN_NAMES, POOL_NAMES, TASK_WEIGHTS, VIEW_EPOCHS, VOLUME_BACKBONES
 from ..options import LENGTH, RECIPE, RUN, at_least, between, finite_above, names_with_role, option, rules
+from ..threads import check_threads
 
 MAX_TUNE_FRACTION = 0.5
 EVAL_SLICES_HELP = (
@@ -94,6 +95,13 @@ class TrainConfig:
         check=between(0, SEED_LIMIT),  # numpy's and scikit-learn's seeds are 32-bit
     )
     device: str = option("auto", "auto, cpu or cuda (default {default})", role=RUN)
+    threads: str = option(
+        "auto",
+        "CPU threads: auto (the CPUs this process may use that other work leaves free; OMP_NUM_THREADS "
+        "wins when set) or a number (default {default})",
+        role=RUN,
+        check=check_threads,
+    )
     backbone: str = option(
         "alexnet",
         "per-slice network (r3d_18: one 3-D network over the volume) (default {default}, the paper's)",

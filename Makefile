@@ -41,6 +41,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: imports only point down
+	$(VENV)/bin/mypy  # the type hints of mrnet/ ([tool.mypy] in pyproject.toml)
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

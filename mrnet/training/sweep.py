@@ -79,7 +79,7 @@ def pending_models(
             cfg = dataclasses.replace(base, task=task, plane=plane)
             check_not_mixed(cfg)
             status, ckpt = ("new", None) if base.overwrite else model_status(cfg)
-            if status == "finished":
+            if status == "finished" and ckpt is not None:
                 changes = differences(cfg, ckpt, explicit or set(), data)
                 if changes:
                     conflicts.append(f"{cfg.name}: {'; '.join(changes)}")

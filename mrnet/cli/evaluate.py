@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import AMP_MODES
-from .common import EVAL_SLICES_HELP, ArgumentParser, add_bundle, add_models_dir, add_tasks, config_from_args, run_cli
+from .common import (
+    EVAL_SLICES_HELP,
+    ArgumentParser,
+    add_bundle,
+    add_models_dir,
+    add_planes,
+    add_tasks,
+    config_from_args,
+    run_cli,
+)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,6 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     add_tasks(parser)
+    add_planes(parser)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
     parser.add_argument(
         "--heatmap-exams", type=int, default=2, help="positive exams per task shown with heatmaps (default 2)"

@@ -5,6 +5,13 @@ __version__ = "0.2.0"
 TASKS = ("abnormal", "acl", "meniscus")
 PLANES = ("axial", "coronal", "sagittal")
 SPLITS = ("train", "valid")
+
+
+def plane_order(planes) -> tuple[str, ...]:
+    """The planes asked for, in the usual order (axial, coronal, sagittal); a dataset may hold fewer than three."""
+    return tuple(p for p in PLANES if p in set(planes))
+
+
 AMP_MODES = ("auto", "off", "bf16", "fp16")  # autocast choices; see device.resolve_amp
 ENGINES = ("torch", "onnxruntime")  # what runs the plane models in predict; see export.onnx_export
 FIT_ON = ("tune", "train", "valid-cv")  # what the stacker learns from; see ensemble.stacker.fit_stacker

@@ -214,7 +214,7 @@ def write_cams(
     """
     converted = converted or {}
     written: list[Path] = []
-    for plane in PLANES:
+    for plane in [p for p in PLANES if all(p in tm.models for tm in task_models)]:
         raw = [exam_series(e, plane, converted) for e in exams]
         for tm in task_models:
             model, size = tm.models[plane], tm.image_sizes[plane]

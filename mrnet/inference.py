@@ -150,19 +150,19 @@ class PlaneModels:
             self._loaded[key] = self._load(task, plane)
         return self._loaded[key]
 
-    def task_models(self, task: str) -> TaskModels:
-        loaded = {plane: self.get(task, plane) for plane in PLANES}
+    def task_models(self, task: str, planes: Sequence[str] = PLANES) -> TaskModels:
+        loaded = {plane: self.get(task, plane) for plane in planes}
         return TaskModels(task, {p: m.model for p, m in loaded.items()}, {p: m.image_size for p, m in loaded.items()})
 
-    def hashes(self, task: str) -> dict[str, str]:
+    def hashes(self, task: str, planes: Sequence[str] = PLANES) -> dict[str, str]:
         """plane -> sha256 of the bytes each of the task's models was built from (loading them if need be)."""
-        return {plane: self.get(task, plane).sha256 for plane in PLANES}
+        return {plane: self.get(task, plane).sha256 for plane in planes}
 
     def check_fitted(self, task: str, fitted: Mapping[str, str], source: Path) -> None:
         """Refuse a stacker (`source`) fitted on other plane models than the ones this command loaded."""
         changed = [
             str(layout.best_checkpoint(self.models_dir, task, plane))
-            for plane, digest in self.hashes(task).items()
+            for plane, digest in self.hashes(task, list(fitted)).items()
             if fitted.get(plane) != digest
         ]
         if changed:
@@ -244,9 +244,10 @@ def plane_probabilities(
     scoring: Scoring,
     cases: Mapping[str, Sequence[str]] | None = None,
     models: PlaneModels | None = None,
+    planes: Sequence[str] = PLANES,
 ) -> dict[tuple[str, str], pd.DataFrame]:
-    """(task, split) -> table case, label, axial, coronal, sagittal of per-plane probabilities, then their
-    float64 logits as axial_logit, coronal_logit, sagittal_logit (what the stacker takes).
+    """(task, split) -> table case, label, then per plane (axial, coronal, sagittal, or those of `planes`) its
+    probabilities, then their float64 logits as axial_logit, ... (what the stacker takes).
 
     `cases` limits a split to some of its exams (the tuning split is part of train). Works
     plane by plane so only one plane's series are in memory, and each series is read once
@@ -256,12 +257,12 @@ def plane_probabilities(
     `models`: the command's loaded models, to be reused after scoring (heatmaps, the hashes
     a stacker records); without it each plane's models are loaded here and let go after use.
     """
-    check_and_load(data_dir, tasks, PLANES, splits, load=False)  # every problem up front, cheaply
+    check_and_load(data_dir, tasks, planes, splits, load=False)  # every problem up front, cheaply
     print(f"ensemble: computing per-plane probabilities on {', '.join(splits)} with {describe(scoring.device)}")
     cases = cases or {}
     columns: dict[tuple[str, str], list[pd.DataFrame]] = {(t, s): [] for t in tasks for s in splits}
     warned: set[tuple[Path, int]] = set()
-    for plane in PLANES:
+    for plane in planes:
         data = check_and_load(data_dir, tasks, (plane,), splits)
         store = models if models is not None else PlaneModels(models_dir, scoring.device)
         loaded = {task: store.get(task, plane) for task in tasks}
@@ -282,7 +283,7 @@ def plane_probabilities(
                 scored = {plane: sigmoid(logits), f"{plane}{LOGIT}": logits}
                 columns[(task, split)].append(pd.DataFrame({"case": chosen, "label": labels, **scored}))
         del data, loaded
-    order = ["case", "label", *PLANES, *(f"{plane}{LOGIT}" for plane in PLANES)]
+    order = ["case", "label", *planes, *(f"{plane}{LOGIT}" for plane in planes)]
     return {key: merge_on_case(frames)[order] for key, frames in columns.items()}
 
 
@@ -317,7 +318,8 @@ def predict_exams(
     converted = converted or {}
     table = pd.DataFrame({"case": [e.case for e in exams]})
     warned: set[tuple[Path, int]] = set()
-    for plane in PLANES:
+    planes = [p for p in PLANES if all(p in tm.models for tm in task_models)]  # the planes the models were loaded for
+    for plane in planes:
         raw = [exam_series(e, plane, converted) for e in exams]
         for tm in task_models:
             size = tm.image_sizes[plane]
@@ -332,7 +334,7 @@ def predict_exams(
                     if weights is not None:
                         attention.setdefault(exam.case, {}).setdefault(tm.task, {})[plane] = weights.tolist()
         del raw
-    probabilities = [f"{tm.task}_{plane}" for tm in task_models for plane in PLANES]
+    probabilities = [f"{tm.task}_{plane}" for tm in task_models for plane in planes]
     return table[["case", *probabilities, *(f"{c}{LOGIT}" for c in probabilities)]]
 
 

@@ -88,21 +88,21 @@ def report_dir(models_dir: str | Path) -> Path:
     return Path(models_dir) / REPORT
 
 
-def missing_files(models_dir: str | Path, task: str, with_ensemble: bool) -> list[Path]:
+def missing_files(models_dir: str | Path, task: str, with_ensemble: bool, planes: Sequence[str] = PLANES) -> list[Path]:
     """What a task still lacks: a best checkpoint per plane and, if asked, its ensemble."""
-    wanted = [best_checkpoint(models_dir, task, plane) for plane in PLANES]
+    wanted = [best_checkpoint(models_dir, task, plane) for plane in planes]
     if with_ensemble:
         wanted.append(ensemble_file(models_dir, task))
     return [path for path in wanted if not path.is_file()]
 
 
 def complete_tasks(
-    models_dir: str | Path, tasks: Sequence[str], with_ensemble: bool
+    models_dir: str | Path, tasks: Sequence[str], with_ensemble: bool, planes: Sequence[str] = PLANES
 ) -> tuple[list[str], dict[str, list[Path]]]:
     """Tasks that have every file they need, and per other task the files it lacks."""
     ready, missing = [], {}
     for task in tasks:
-        absent = missing_files(models_dir, task, with_ensemble)
+        absent = missing_files(models_dir, task, with_ensemble, planes)
         if absent:
             missing[task] = absent
         else:
@@ -110,16 +110,18 @@ def complete_tasks(
     return ready, missing
 
 
-def ready_tasks(models_dir: str | Path, tasks: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Tasks with three plane checkpoints and an ensemble (all that scoring needs), and a line per task skipped."""
+def ready_tasks(
+    models_dir: str | Path, tasks: Sequence[str], planes: Sequence[str] = PLANES
+) -> tuple[list[str], list[str]]:
+    """Tasks with a checkpoint per plane and an ensemble (all that scoring needs), and a line per task skipped."""
     if not Path(models_dir).is_dir():
         raise MRNetError(f"models folder {models_dir} does not exist (set --models-dir)")
-    ready, missing = complete_tasks(models_dir, list(tasks), with_ensemble=True)
+    ready, missing = complete_tasks(models_dir, list(tasks), with_ensemble=True, planes=planes)
     skipped = [f"{task}: skipped, missing {', '.join(str(p) for p in paths)}" for task, paths in missing.items()]
     if not ready:
         raise MRNetError(
-            f"no task has its three plane models and ensemble in {models_dir}:\n  "
+            f"no task has its {', '.join(planes)} model(s) and ensemble in {models_dir}:\n  "
             + "\n  ".join(skipped)
-            + f"\ntrain them with {command('train-all')}"
+            + f"\ntrain them with {command('train-all')}, or name the planes the folder has with --planes"
         )
     return ready, skipped

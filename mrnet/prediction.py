@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import AMP_MODES, ENGINES, LOGIT, PLANES, TASKS, layout
+from . import AMP_MODES, ENGINES, LOGIT, PLANES, TASKS, layout, plane_order
 from .data.dicom import DicomOptions
 from .data.exams import CheckedInputs, ExamInput, check_inputs, exams_from_inputs
 from .device import Scoring, describe
@@ -56,6 +56,7 @@ class PredictConfig:
     input_csv: str | None = None
     out: str = "predictions"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    planes: list[str] = field(default_factory=lambda: list(PLANES))  # the series an exam has: the models scoring them
     device: str = "auto"
     amp: str = "auto"
     image_size: int | None = None  # overrides the size recorded in the checkpoints
@@ -95,7 +96,8 @@ def add_ensemble_columns(table: pd.DataFrame, ensembles: dict[str, SavedEnsemble
         table[f"{task}_threshold"] = threshold
         called = chosen is not None and math.isfinite(threshold)  # none chosen (one class): no call, never "negative"
         table[f"{task}_positive"] = pd.array(probs >= threshold, dtype="Int64") if called else pd.NA
-    ordered = ["case"] + [f"{t}_{c}" for t in ensembles for c in (*PLANES, ENSEMBLE, *OPERATING)]
+    columns = {t: (*plane_order(s.planes), ENSEMBLE, *OPERATING) for t, s in ensembles.items()}
+    ordered = ["case"] + [f"{t}_{c}" for t, cs in columns.items() for c in cs]
     return table[ordered]
 
 
@@ -137,13 +139,14 @@ def predictions_json(
     """The predictions with each exam's inputs; for DICOM, how each series was chosen and converted; with
     attention-pooling models, each slice's weight."""
     sources = {e.case: e.sources for e in exams}
+    planes = [p for p in PLANES if f"{tasks[0]}_{p}" in table]  # the planes scored
     exam_rows = []
     for row in table.to_dict("records"):
         exam_rows.append(
             {
                 "case": row["case"],
-                "inputs": {p: shown_source(sources[row["case"]][p]) for p in PLANES},
-                "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*PLANES, ENSEMBLE)} for t in tasks},
+                "inputs": {p: shown_source(s) for p, s in sources[row["case"]].items()},
+                "probabilities": {t: {c: float(row[f"{t}_{c}"]) for c in (*planes, ENSEMBLE)} for t in tasks},
                 "input_notes": (input_notes or {}).get(row["case"], []),
                 "operating_points": {
                     t: {"threshold": _plain(row[f"{t}_threshold"]), "positive": _plain(row[f"{t}_positive"])}
@@ -213,6 +216,7 @@ def validate_predict_config(cfg: PredictConfig) -> None:
     check_options(
         [
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            *(one_of("--planes", plane, PLANES) for plane in cfg.planes),
             *(series_rule(item) for item in cfg.series),
             at_least("--image-size", cfg.image_size, 64),
             at_least("--cam-top-k", cfg.cam_top_k, 1),
@@ -227,9 +231,9 @@ def validate_predict_config(cfg: PredictConfig) -> None:
 def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Prediction:
     """Check the inputs, score every exam with each ready task's planes and stacker, write the files."""
     validate_predict_config(cfg)
-    models_dir = Path(cfg.models_dir)
-    tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks)
-    ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task), task) for task in tasks}
+    models_dir, planes = Path(cfg.models_dir), plane_order(cfg.planes)
+    tasks, skipped = layout.ready_tasks(models_dir, cfg.tasks, planes)
+    ensembles = {task: load_ensemble(layout.ensemble_file(models_dir, task), task, planes) for task in tasks}
     check_writable(Path(cfg.out), "--out")
     if cfg.cam:
         check_writable(Path(cfg.cam), "--cam")
@@ -237,7 +241,7 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
         check_writable(Path(cfg.html), "--html")
     if cfg.dicom_sr:
         check_writable(Path(cfg.dicom_sr), "--dicom-sr")
-    exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv)
+    exams = exams_from_inputs([cfg.axial, cfg.coronal, cfg.sagittal], cfg.exam_dir, cfg.input_csv, planes)
     inputs = check_inputs(exams, dicom_options(cfg))
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.max_slices)
     # Each model read once, its bytes hashed and checked against its stacker; scoring, heatmaps and pages reuse it.
@@ -245,9 +249,11 @@ def run_predict(cfg: PredictConfig, log: Callable[[str], None] = print) -> Predi
     for task, saved in ensembles.items():
         models.check_fitted(task, saved.checkpoints, layout.ensemble_file(models_dir, task))
     if cfg.engine == "torch":
-        task_models = [models.task_models(task) for task in tasks]
+        task_models = [models.task_models(task, planes) for task in tasks]
     else:  # each ONNX file is checked to come from the weights in its best.pt
-        task_models = [load_onnx_task_models(models_dir, task, scoring.device, cfg.image_size) for task in tasks]
+        task_models = [
+            load_onnx_task_models(models_dir, task, scoring.device, cfg.image_size, planes) for task in tasks
+        ]
     for line in skipped + inputs.notes:
         log(line)
     log(f"predict: {len(exams)} exam(s), tasks {', '.join(tasks)}, device {describe(scoring.device)}")
@@ -301,11 +307,12 @@ def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dic
         saved = {model: t.threshold for model, t in ensemble.thresholds.items()}
         if ENSEMBLE not in saved and ensemble.threshold is not None:
             saved[ENSEMBLE] = ensemble.threshold
-        thresholds[task] = {m: float(saved.get(m, FIXED_OPERATING_POINT)) for m in (*PLANES, ENSEMBLE)}
+        models = (*plane_order(ensemble.planes), ENSEMBLE)
+        thresholds[task] = {m: float(saved.get(m, FIXED_OPERATING_POINT)) for m in models}
         chosen = {t.chosen_on for t in ensemble.thresholds.values()}
         if saved:
             stored[task] = ", ".join(sorted(chosen)) if chosen else "stored"
-        if len(saved) < len(PLANES) + 1:
+        if len(saved) < len(models):
             fixed.append(task)
     parts = []
     if stored:
@@ -323,8 +330,8 @@ def operating_points(ensembles: dict[str, SavedEnsemble]) -> tuple[dict[str, dic
 
 
 def exam_planes(exam: ExamInput, converted: dict[tuple[Path, str], np.ndarray]) -> dict[str, np.ndarray]:
-    """An exam's three series, as scored (read when its viewer page is built)."""
-    return {plane: exam_series(exam, plane, converted) for plane in PLANES}
+    """An exam's series, as scored (read when its viewer page is built)."""
+    return {plane: exam_series(exam, plane, converted) for plane in exam.sources}
 
 
 def write_viewer(
@@ -346,7 +353,7 @@ def write_viewer(
     for exam in exams:
         row = rows_by_case[exam.case]
         outcomes = [
-            TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*PLANES, ENSEMBLE)}, thresholds[tm.task])
+            TaskOutcome(tm.task, {m: float(row[f"{tm.task}_{m}"]) for m in (*tm.models, ENSEMBLE)}, thresholds[tm.task])
             for tm in task_models
         ]
         shown.append(

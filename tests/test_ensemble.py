@@ -180,7 +180,7 @@ def test_models_that_trained_on_the_tuning_exams_are_refused(acl_models, tmp_pat
 @pytest.mark.slow
 def test_meta_with_no_complete_task_is_a_clear_error(acl_models):
     data, out = acl_models
-    with pytest.raises(MRNetError, match="no task has all three plane checkpoints"):
+    with pytest.raises(MRNetError, match="no task has a checkpoint for each of axial, coronal, sagittal"):
         fit_ensembles(MetaConfig(data_dir=str(data), models_dir=str(out), tasks=["meniscus"], device="cpu"))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import Field
 from typing import Any
 
-from .. import FIT_ON, TASKS
+from .. import FIT_ON, PLANES, TASKS
 from ..errors import MRNetError
 from ..options import default_of, flags_of, help_of, option_field, options_of, value_type
 from ..training.config import TrainConfig  # a dataclass module: no torch import
@@ -184,6 +184,13 @@ def add_tasks(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS, action=Unique)
 
 
+PLANES_HELP = "the planes the data has and the models use, e.g. sagittal for a KneeMRI cohort (default: all three)"
+
+
+def add_planes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique, help=PLANES_HELP)
+
+
 def fmt(value: float | None, digits: int = 4) -> str:
     """A number for a table, or n/a where it is undefined."""
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -192,7 +199,7 @@ def fmt(value: float | None, digits: int = 4) -> str:
 def print_auc_table(table) -> None:
     """The AUC table as console text: what chose what, a row per task, the mean over tasks, the ensemble against
     its best plane (n/a where DeLong's test is undefined: too few exams of a class, or no variance)."""
-    columns = ["axial", "coronal", "sagittal", "ensemble"]
+    columns = [*(p for p in PLANES if p in table), "ensemble"]  # the planes the stacker combines
     print(f"\nAUC on the valid split ({auc_table_provenance(table)})")
     header = f"{'task':<10}" + "".join(f"{c:>10}" for c in columns) + f"  {'ensemble vs best plane':<30}"
     print(header)

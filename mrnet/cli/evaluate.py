@@ -19,6 +19,7 @@ from .common import (
     ArgumentParser,
     add_bundle,
     add_models_dir,
+    add_planes,
     add_tasks,
     add_threads,
     config_from_args,
@@ -51,6 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     add_tasks(parser)
+    add_planes(parser)
     parser.add_argument("--eval-max-slices", type=int, default=None, help=EVAL_SLICES_HELP)
     parser.add_argument(
         "--heatmap-exams", type=int, default=2, help="positive exams per task shown with heatmaps (default 2)"

@@ -11,6 +11,7 @@ from .common import (
     ArgumentParser,
     add_bundle,
     add_models_dir,
+    add_planes,
     add_tasks,
     add_threads,
     config_from_args,
@@ -52,6 +53,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="predictions", help="output folder (default predictions)")
     add_tasks(parser)
+    add_planes(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--amp", default="auto", choices=AMP_MODES)
     parser.add_argument(
@@ -99,7 +101,7 @@ def print_predictions(table, tasks: Sequence[str]) -> None:
     """Per exam and task: the planes' and the ensemble's probabilities, the threshold and the call."""
     import pandas as pd  # here, not at the top: --help answers without loading the libraries
 
-    models = (*PLANES, "ensemble")
+    models = (*(p for p in PLANES if f"{tasks[0]}_{p}" in table), "ensemble")  # the planes scored
     header = f"{'case':<12}{'task':<10}" + "".join(f"{c:>10}" for c in models) + f"{'threshold':>11}  call"
     print(header)
     print("-" * len(header))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .. import PLANES, TASKS
 from ..names import ALL_TASKS
 from .common import (
+    PLANES_HELP,
     Unique,
     add_ensemble_args,
     add_training_args,
@@ -46,7 +47,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=(ALL_TASKS,),
         help="all: one multi-task network per plane (3 networks instead of 9), written as single-task models",
     )
-    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique)
+    parser.add_argument("--planes", nargs="+", default=list(PLANES), choices=PLANES, action=Unique, help=PLANES_HELP)
     parser.add_argument("--skip-meta", action="store_true", help="train the plane models only")
     parser.add_argument(
         "--devices",
@@ -134,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerRe
             data_dir=base.data_dir,
             models_dir=base.models_dir,
             tasks=list(args.tasks),
+            planes=list(args.planes),
             fit_on=args.fit_on,
             folds=args.folds,
             seed=base.seed,

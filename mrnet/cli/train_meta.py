@@ -12,6 +12,7 @@ from .common import (
     add_ensemble_args,
     add_models_dir,
     add_option,
+    add_planes,
     add_tasks,
     config_from_args,
     print_auc_table,
@@ -27,6 +28,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default="data/MRNet-v1.0", help="MRNet-v1.0 layout folder")
     add_models_dir(parser, "models", "folder holding the task-plane model folders (default models)")
     add_tasks(parser)
+    add_planes(parser)
     add_ensemble_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the stacker and its folds")
     for name in ("device", "threads", "amp", "eval_max_slices"):  # as train_all passes them on

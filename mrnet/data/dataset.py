@@ -146,7 +146,10 @@ def check_and_load(
         for plane in planes:
             folder = data_dir / split / plane
             if not folder.is_dir():
-                problems.append(f"{split}/{plane}/: folder is missing")
+                problems.append(
+                    f"{split}/{plane}/: folder is missing (a dataset without {plane} series: leave {plane} out of "
+                    "--planes)"
+                )
                 continue
             series, series_problems = _read_plane(data_dir, split, plane, cases, mmap=not load)
             problems += series_problems

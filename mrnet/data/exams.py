@@ -31,20 +31,36 @@ class ExamInput:
 
 
 def exams_from_inputs(
-    plane_files: Sequence[str | None], exam_dir: str | None, input_csv: str | None
+    plane_files: Sequence[str | None],
+    exam_dir: str | None,
+    input_csv: str | None,
+    planes: Sequence[str] = PLANES,
 ) -> list[ExamInput]:
-    """The exams named by exactly one kind of input: three series files, an exam folder, or a CSV."""
+    """The exams named by exactly one kind of input: a series file per plane, an exam folder, or a CSV.
+
+    `planes`: the series an exam has (--planes); a series given for another plane is refused,
+    since no model would score it.
+    """
     chosen = sum([any(f is not None for f in plane_files), exam_dir is not None, input_csv is not None])
     if chosen != 1:
-        raise MRNetError("give exactly one input: --axial/--coronal/--sagittal, --exam-dir or --input-csv")
+        flags = "/".join(f"--{p}" for p in planes)
+        raise MRNetError(f"give exactly one input: {flags}, --exam-dir or --input-csv")
     if exam_dir is not None:
-        return unique_case_ids([exam_from_folder(Path(exam_dir))])
+        return unique_case_ids([exam_from_folder(Path(exam_dir), planes)])
     if input_csv is not None:
-        return exams_from_csv(Path(input_csv))
-    missing = [f"--{p}" for p, f in zip(PLANES, plane_files, strict=True) if f is None]
+        return exams_from_csv(Path(input_csv), planes)
+    given = dict(zip(PLANES, plane_files, strict=True))
+    extra = [f"--{p}" for p, f in given.items() if f is not None and p not in planes]
+    if extra:
+        raise MRNetError(
+            f"{', '.join(extra)} given, but --planes is {' '.join(planes)}: no model scores that series "
+            "(add the plane to --planes, or leave the series out)"
+        )
+    missing = [f"--{p}" for p in planes if given[p] is None]
     if missing:
-        raise MRNetError(f"an exam needs all three series; missing {', '.join(missing)}")
-    sources = {p: Path(f) for p, f in zip(PLANES, plane_files, strict=True) if f is not None}
+        needed = " ".join(planes)
+        raise MRNetError(f"an exam needs a series for each of --planes {needed}; missing {', '.join(missing)}")
+    sources = {p: Path(f) for p, f in given.items() if f is not None}
     return unique_case_ids([ExamInput(case_id_for(sources), sources)])
 
 
@@ -56,11 +72,12 @@ def case_id_for(sources: dict[str, Path]) -> str:
     parents = {p.resolve().parent.name for p in sources.values()}
     if len(parents) == 1:
         return parents.pop()
-    return sources["axial"].stem
+    return next(iter(sources.values())).stem
 
 
-def exam_from_folder(folder: Path) -> ExamInput:
-    """A folder with axial.npy, coronal.npy, sagittal.npy; DICOM subfolders axial/, coronal/, sagittal/; or DICOM files.
+def exam_from_folder(folder: Path, planes: Sequence[str] = PLANES) -> ExamInput:
+    """A folder with axial.npy, coronal.npy, sagittal.npy; DICOM subfolders axial/, coronal/, sagittal/; or DICOM files
+    (those of `planes` only).
 
     In the last form (a whole exam as a PACS exports it) each plane's series is chosen from
     the folder by its orientation, or as named with --series.
@@ -68,15 +85,15 @@ def exam_from_folder(folder: Path) -> ExamInput:
     if not folder.is_dir():
         raise MRNetError(f"--exam-dir {folder}: folder not found")
     sources, missing = {}, []
-    for plane in PLANES:
+    for plane in planes:
         if (folder / f"{plane}.npy").is_file():
             sources[plane] = folder / f"{plane}.npy"
         elif (folder / plane).is_dir():
             sources[plane] = folder / plane
         else:
             missing.append(f"{plane}.npy (or a DICOM folder {plane}/)")
-    if len(missing) == len(PLANES) and holds_dicom(folder):
-        return ExamInput(folder.resolve().name, {plane: folder for plane in PLANES})
+    if len(missing) == len(planes) and holds_dicom(folder):
+        return ExamInput(folder.resolve().name, {plane: folder for plane in planes})
     if missing:
         raise MRNetError(f"--exam-dir {folder}: missing {', '.join(missing)}, and it holds no DICOM files")
     return ExamInput(folder.resolve().name, sources)
@@ -92,8 +109,9 @@ def plane_named_in(path: str) -> str | None:
     return in_name.pop() if len(in_name) == 1 else None
 
 
-def exams_from_csv(path: Path) -> list[ExamInput]:
-    """The competition's input: a header-less CSV of .npy paths, three rows per case, cases in order.
+def exams_from_csv(path: Path, planes: Sequence[str] = PLANES) -> list[ExamInput]:
+    """The competition's input: a header-less CSV of .npy paths, three rows per case (one per plane of `planes`),
+    cases in order.
 
     Public descriptions disagree on the order of the three rows (axial, coronal, sagittal
     or sagittal, coronal, axial), so each row's plane is taken from its path when the path
@@ -108,23 +126,24 @@ def exams_from_csv(path: Path) -> list[ExamInput]:
     rows = [row[0].strip() for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
     if not rows:
         raise MRNetError(f"--input-csv {path}: no rows")
-    if len(rows) % 3:
-        raise MRNetError(f"--input-csv {path}: {len(rows)} rows is not a multiple of 3 (three series per case)")
+    n = len(planes)
+    if len(rows) % n:
+        raise MRNetError(f"--input-csv {path}: {len(rows)} rows is not a multiple of {n} ({n} series per case)")
     exams, problems = [], []
-    for start in range(0, len(rows), 3):
-        group = rows[start : start + 3]
+    for start in range(0, len(rows), n):
+        group = rows[start : start + n]
         named = [plane_named_in(r) for r in group]
-        if all(n is None for n in named):
-            planes = list(PLANES)
-        elif sorted(n or "" for n in named) == sorted(PLANES):
-            planes = [n for n in named if n is not None]
+        if all(x is None for x in named):
+            order = list(planes)
+        elif sorted(x or "" for x in named) == sorted(planes):
+            order = [x for x in named if x is not None]
         else:
             problems.append(
-                f"rows {start + 1}-{start + 3}: the paths do not name one axial, one coronal and "
-                f"one sagittal series ({', '.join(group)})"
+                f"rows {start + 1}-{start + n}: the paths do not name one series of each of "
+                f"{', '.join(planes)} ({', '.join(group)})"
             )
             continue
-        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(planes, group, strict=True)}
+        sources = {plane: _resolve_listed(row, path.parent) for plane, row in zip(order, group, strict=True)}
         exams.append(ExamInput(case_id_for(sources), sources))
     if problems:
         raise MRNetError(f"--input-csv {path}:\n  - " + "\n  - ".join(problems))

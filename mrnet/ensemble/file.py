@@ -15,7 +15,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,9 +162,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_hashes(models_dir: str | Path, task: str) -> dict[str, str]:
+def checkpoint_hashes(models_dir: str | Path, task: str, planes: Sequence[str] = PLANES) -> dict[str, str]:
     """sha256 of each plane's best.pt: what an ensemble was fitted on, compared again before it is used."""
-    return {plane: file_sha256(layout.best_checkpoint(models_dir, task, plane)) for plane in PLANES}
+    return {plane: file_sha256(layout.best_checkpoint(models_dir, task, plane)) for plane in planes}
 
 
 def saved_ensemble(
@@ -173,6 +173,7 @@ def saved_ensemble(
     fit_on: str,
     checkpoints: Mapping[str, str],
     sklearn_version: str,
+    planes: Sequence[str] = PLANES,
     **record: Any,
 ) -> SavedEnsemble:
     """A fitted binary LogisticRegression over the planes' logits, as the file stores it.
@@ -182,7 +183,7 @@ def saved_ensemble(
     """
     return SavedEnsemble(
         task=task,
-        planes=tuple(PLANES),
+        planes=tuple(planes),
         features=LOGITS,
         fit_on=fit_on,
         sklearn_version=sklearn_version,
@@ -211,8 +212,12 @@ def ensemble_files(models_dir: str | Path, saved: SavedEnsemble, model: Any) -> 
     }
 
 
-def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
-    """Read and check an ensemble JSON; warn when scikit-learn differs from the version that fitted it."""
+def load_ensemble(path: str | Path, task: str | None = None, planes: Sequence[str] | None = None) -> SavedEnsemble:
+    """Read and check an ensemble JSON; warn when scikit-learn differs from the version that fitted it.
+
+    With `planes` (a command's --planes), the stacker must combine exactly those: one over three
+    planes cannot score an exam with one, and a one-plane stacker is not what a three-plane run asks for.
+    """
     path = Path(path)
     if not path.is_file():
         raise MRNetError(f"ensemble {path} not found; run {command('train-meta')} first")
@@ -234,7 +239,19 @@ def load_ensemble(path: str | Path, task: str | None = None) -> SavedEnsemble:
             f"but refit with {command('train-meta')} to be sure",
             stacklevel=2,
         )
-    return SavedEnsemble.from_payload(payload)
+    saved = SavedEnsemble.from_payload(payload)
+    if planes is not None and set(saved.planes) != set(planes):
+        fitted, asked = _ordered(saved.planes), _ordered(planes)
+        raise MRNetError(
+            f"{path} combines the {', '.join(fitted)} model(s), and the planes asked for are {', '.join(asked)}: "
+            f"pass --planes {' '.join(fitted)}, or fit an ensemble over those planes with "
+            f"{command('train-meta')} --planes {' '.join(asked)}"
+        )
+    return saved
+
+
+def _ordered(planes: Sequence[str]) -> list[str]:
+    return [p for p in PLANES if p in planes]
 
 
 def problems(payload: Any, task: str | None) -> list[str]:
@@ -253,18 +270,24 @@ def problems(payload: Any, task: str | None) -> list[str]:
     if payload.get("task") not in TASKS or (task is not None and payload.get("task") != task):
         found.append(f"task {_shown(payload.get('task'))}, expected {task or 'one of ' + ', '.join(TASKS)}")
     planes = payload.get("planes")
-    if not (isinstance(planes, list) and all(isinstance(p, str) for p in planes) and sorted(planes) == sorted(PLANES)):
-        found.append(f"planes {_shown(planes)}, expected each of {', '.join(PLANES)} once")
+    if not (
+        isinstance(planes, list)
+        and planes
+        and all(isinstance(p, str) and p in PLANES for p in planes)
+        and len(set(planes)) == len(planes)
+    ):
+        found.append(f"planes {_shown(planes)}, expected one to three of {', '.join(PLANES)}, each once")
+        planes = list(PLANES)
     if payload.get("classes") != [0, 1]:
         found.append(f"classes {_shown(payload.get('classes'))}, expected [0, 1]")
     coef = payload.get("coef")
-    if not (isinstance(coef, list) and len(coef) == len(PLANES) and all(_finite_number(c) for c in coef)):
-        found.append(f"coef {_shown(coef)}, expected {len(PLANES)} finite numbers")
+    if not (isinstance(coef, list) and len(coef) == len(planes) and all(_finite_number(c) for c in coef)):
+        found.append(f"coef {_shown(coef)}, expected {len(planes)} finite numbers, one per plane")
     if not _finite_number(payload.get("intercept")):
         found.append(f"intercept {_shown(payload.get('intercept'))}, expected a finite number")
     if payload.get("features") not in FEATURES:
         found.append(f"features {_shown(payload.get('features'))}, expected one of {', '.join(FEATURES)}")
-    found += _thresholds_problems(payload.get("thresholds", {}))
+    found += _thresholds_problems(payload.get("thresholds", {}), planes)
     if payload.get("fit_on") not in FIT_ON:
         found.append(f"fit_on {_shown(payload.get('fit_on'))}, expected one of {', '.join(FIT_ON)}")
     version = payload.get("sklearn_version")
@@ -273,10 +296,10 @@ def problems(payload: Any, task: str | None) -> list[str]:
     hashes = payload.get("checkpoints")
     if not (
         isinstance(hashes, dict)
-        and sorted(hashes) == sorted(PLANES)
+        and sorted(hashes) == sorted(planes)
         and all(isinstance(h, str) and SHA256.fullmatch(h) for h in hashes.values())
     ):
-        found.append("checkpoints: expected a sha256 (64 hex digits) per plane")
+        found.append(f"checkpoints: expected a sha256 (64 hex digits) per plane of {', '.join(planes)}")
     found += _record_problems(payload)
     return found
 
@@ -307,15 +330,15 @@ def _record_problems(payload: dict[str, Any]) -> list[str]:
     return found
 
 
-def _thresholds_problems(thresholds: Any) -> list[str]:
+def _thresholds_problems(thresholds: Any, planes: Sequence[str]) -> list[str]:
     """Each saved operating threshold: a probability (null where none could be chosen) and where it was chosen."""
     if not isinstance(thresholds, dict):
         return [f"thresholds {_shown(thresholds)}, expected an object per model"]
     found = []
     for model, value in thresholds.items():
         where = f"thresholds.{_shown(model, quote=False)}"
-        if model not in MODELS:
-            found.append(f"{where}: unknown model, expected one of {', '.join(MODELS)}")
+        if model not in (*planes, "ensemble"):
+            found.append(f"{where}: unknown model, expected one of {', '.join((*planes, 'ensemble'))}")
         if not (isinstance(value, dict) and sorted(value) == sorted(THRESHOLD_FIELDS)):
             found.append(f"{where} {_shown(value)}, expected an object with {', '.join(THRESHOLD_FIELDS)}")
             continue
@@ -357,7 +380,7 @@ def check_fitted_checkpoints(saved: SavedEnsemble, models_dir: str | Path, path:
     """Refuse an ensemble whose plane checkpoints changed since it was fitted (a plane retrained since)."""
     changed = [
         str(layout.best_checkpoint(models_dir, saved.task, plane))
-        for plane, digest in checkpoint_hashes(models_dir, saved.task).items()
+        for plane, digest in checkpoint_hashes(models_dir, saved.task, saved.planes).items()
         if saved.checkpoints.get(plane) != digest
     ]
     if changed:

@@ -1,4 +1,7 @@
-"""Fitting the stacked ensembles (train_meta): per task, a logistic regression over the three planes' log-odds.
+"""Fitting the stacked ensembles (train_meta): per task, a logistic regression over its planes' logits.
+
+The planes are the three of MRNet unless `--planes` names fewer (a cohort with sagittal series
+only, as KneeMRI's): the stacker then combines those, and every table shows only them.
 
 Where the stacker learns (`--fit-on`):
 - `tune` (the default when the models folder has a tuning split): the CNNs' probabilities on
@@ -20,7 +23,7 @@ config replace the earlier ones together, so a failure leaves the folder as it w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from .. import AMP_MODES, FIT_ON, LEGACY_RECIPE, PLANES, TASKS, layout
+from .. import AMP_MODES, FIT_ON, LEGACY_RECIPE, PLANES, TASKS, layout, plane_order
 from ..checkpoint import load_checkpoint
 from ..data.dataset import check_and_load
 from ..data.fingerprint import describe_changes, fingerprint_of
@@ -46,22 +49,18 @@ from ..stats.thresholds import fold_count
 from .file import checkpoint_hashes, ensemble_files, saved_ensemble
 from .stacker import choose_thresholds, features, fit_stacker, out_of_fold
 
-MODELS = (*PLANES, "ensemble")
+
 # auc_table.csv: AUCs on the valid split, the split(s) that chose the plane models' epochs, how the ensemble was
 # fitted and how its valid figures relate to what chose (never "held-out" where valid chose an epoch), and the
 # ensemble against its best plane.
-TABLE_COLUMNS = [
-    "task",
-    "split",
-    "selected_on",
-    *PLANES,
-    "ensemble",
-    "ensemble_fit_on",
-    "ensemble_scored",
-    "best_plane",
-    "ensemble_minus_best",
-    "p_delong",
-]
+def table_columns(planes: Sequence[str] = PLANES) -> list[str]:
+    return [
+        *("task", "split", "selected_on", *planes, "ensemble", "ensemble_fit_on", "ensemble_scored"),
+        *("best_plane", "ensemble_minus_best", "p_delong"),
+    ]
+
+
+TABLE_COLUMNS = table_columns()
 
 
 @dataclass
@@ -71,6 +70,7 @@ class MetaConfig:
     data_dir: str = "data/MRNet-v1.0"
     models_dir: str = "models"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    planes: list[str] = field(default_factory=lambda: list(PLANES))  # the planes the stacker combines
     fit_on: str | None = None  # None: "tune" when the models folder has a tuning split, else "train"
     folds: int = 5
     seed: int = 0
@@ -83,6 +83,7 @@ def validate_meta_config(cfg: MetaConfig) -> None:
     check_options(
         [
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            *(one_of("--planes", plane, PLANES) for plane in cfg.planes),
             one_of("--fit-on", cfg.fit_on, FIT_ON) if cfg.fit_on is not None else (True, ""),
             at_least("--folds", cfg.folds, 2),
             seed_rule(cfg.seed),
@@ -122,7 +123,7 @@ def check_plane_models(
     problems = []
     selected: dict[str, dict[str, str]] = {task: {} for task in tasks}
     for task in tasks:  # a wrong or corrupt checkpoint is reported before any long computation
-        for plane in PLANES:
+        for plane in plane_order(cfg.planes):
             config = load_checkpoint(layout.best_checkpoint(cfg.models_dir, task, plane), task, plane)["config"]
             selected[task][plane] = str(config.get("select_on", LEGACY_RECIPE["select_on"]))
             if not tune_cases or fit_on == "valid-cv":
@@ -146,7 +147,7 @@ def selected_text(selected: dict[str, str]) -> str:
     splits = set(selected.values())
     if len(splits) == 1:
         return splits.pop()
-    return ", ".join(f"{plane} {selected[plane]}" for plane in PLANES)
+    return ", ".join(f"{plane} {split}" for plane, split in selected.items())
 
 
 def scored_given_selection(relation: str, splits: set[str], split: str, plural: bool = True) -> str:
@@ -166,9 +167,10 @@ def auc_row(
 ) -> dict[str, Any]:
     """The task's valid AUCs, what chose, and the ensemble against its best plane (DeLong's test on the same exams)."""
     labels = valid["label"].to_numpy()
-    aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in PLANES}
-    defined = [p for p in PLANES if not np.isnan(aucs[p])]
-    best = max(defined, key=lambda p: aucs[p]) if defined else PLANES[0]
+    planes = list(selected)
+    aucs = {p: auc_or_nan(labels, valid[p].to_numpy()) for p in planes}
+    defined = [p for p in planes if not np.isnan(aucs[p])]
+    best = max(defined, key=lambda p: aucs[p]) if defined else planes[0]
     versus = delong_test(labels, valid[best].to_numpy(), ensemble)
     return {
         "task": task,
@@ -221,7 +223,8 @@ def fit_task(
     """Fit one task's stacker with its thresholds, none of them chosen on probabilities the stacker was fitted on."""
     valid = parts["valid"]
     fitted_on = parts.get(fit_on)
-    model, valid_ensemble = fit_stacker(fitted_on, valid, fit_on, cfg.folds, cfg.seed)
+    planes = list(selected)  # the planes asked for, in the usual order
+    model, valid_ensemble = fit_stacker(fitted_on, valid, fit_on, cfg.folds, cfg.seed, planes)
     ensemble = {"valid": valid_ensemble}
     scored = {"valid": "out-of-fold" if fit_on == "valid-cv" else "held-out"}
     folds_used, notes = {}, []
@@ -231,9 +234,9 @@ def fit_task(
         tune = parts["tune"]
         tune_folds = fold_count(tune["label"].to_numpy(), cfg.folds)
         if fit_on != "tune":
-            ensemble["tune"], scored["tune"] = model.predict_proba(features(tune))[:, 1], "held-out"
+            ensemble["tune"], scored["tune"] = model.predict_proba(features(tune, planes=planes))[:, 1], "held-out"
         elif tune_folds:
-            ensemble["tune"], scored["tune"] = out_of_fold(tune, tune_folds, cfg.seed), "out-of-fold"
+            ensemble["tune"], scored["tune"] = out_of_fold(tune, tune_folds, cfg.seed, planes), "out-of-fold"
             folds_used["tune"] = tune_folds
         else:  # < 2 exams of a class: no fold keeps both classes to fit on, so no tuning exam is scored out of fold
             notes.append(
@@ -248,7 +251,7 @@ def fit_task(
                 "as many as their smaller class has exams (the ensemble file records both as folds and folds_used)"
             )
     plane_split = "tune" if "tune" in parts and fit_on != "valid-cv" else "valid"
-    thresholds = choose_thresholds(parts, ensemble, scored, plane_split)
+    thresholds = choose_thresholds(parts, ensemble, scored, plane_split, planes)
     fit_table = valid if fit_on == "valid-cv" else fitted_on
     assert fit_table is not None  # fit_stacker has fitted on it
     saved = saved_ensemble(
@@ -257,6 +260,7 @@ def fit_task(
         fit_on,
         checkpoints,
         sklearn.__version__,
+        planes=planes,
         folds=cfg.folds,
         folds_used=folds_used or None,
         seed=cfg.seed,
@@ -274,7 +278,7 @@ def fit_task(
     return FittedTask(
         writes=ensemble_files(cfg.models_dir, saved, model),
         auc=auc_row(task, valid, valid_ensemble, fit_on, scored["valid"], selected),
-        predictions=valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *PLANES, "ensemble"]],
+        predictions=valid.assign(ensemble=valid_ensemble, task=task)[["task", "case", "label", *planes, "ensemble"]],
         thresholds=[
             {"task": task, "model": name, **asdict(t), "selected_on": chose[name]} for name, t in thresholds.items()
         ],
@@ -294,15 +298,16 @@ def fitted_on_the_selecting_split(fit_on: str, selected: dict[str, dict[str, str
 
 
 def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Fit one stacker per task with all three planes trained; write the ensembles, thresholds and the AUC table."""
+    """Fit one stacker per task whose planes are all trained; write the ensembles, thresholds and the AUC table."""
     validate_meta_config(cfg)
-    ready, missing = layout.complete_tasks(cfg.models_dir, cfg.tasks, with_ensemble=False)
+    planes = plane_order(cfg.planes)
+    ready, missing = layout.complete_tasks(cfg.models_dir, cfg.tasks, with_ensemble=False, planes=planes)
     lines = [f"{task}: no checkpoint {path}" for task, paths in missing.items() for path in paths]
     for line in lines:
         log(f"ensemble: skipped {line}")
     if not ready:
         raise MRNetError(
-            "no task has all three plane checkpoints in "
+            f"no task has a checkpoint for each of {', '.join(planes)} in "
             + str(cfg.models_dir)
             + ":\n  "
             + "\n  ".join(lines)
@@ -320,8 +325,8 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
     cases = {"train": tune_cases} if fit_on == "tune" and tune_cases else None  # resolve_fit_on: tune has cases
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
     models = PlaneModels(cfg.models_dir, scoring.device)  # each stacker records the hashes of the bytes it scored
-    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases, models)
-    hashes = {task: models.hashes(task) for task in ready}
+    probs = plane_probabilities(cfg.data_dir, cfg.models_dir, ready, splits, scoring, cases, models, planes)
+    hashes = {task: models.hashes(task, planes) for task in ready}
     fitted: list[FittedTask] = []
     writes: dict[Path, Callable[[Path], object]] = {}
     for task in ready:
@@ -335,11 +340,12 @@ def fit_ensembles(cfg: MetaConfig, log: Callable[[str], None] = print) -> pd.Dat
         fitted.append(result)
         writes.update(result.writes)
 
-    table = pd.DataFrame([f.auc for f in fitted], columns=TABLE_COLUMNS)
+    table = pd.DataFrame([f.auc for f in fitted], columns=table_columns(planes))
     predictions = pd.concat([f.predictions for f in fitted], ignore_index=True)
     thresholds = pd.DataFrame([row for f in fitted for row in f.thresholds])
     out = Path(cfg.models_dir)
-    config_text, environment_text = json_text({**plain(cfg), "fit_on": fit_on}), json_text(environment())
+    config_text = json_text({**plain(cfg), "planes": list(planes), "fit_on": fit_on})
+    environment_text = json_text(environment())
     writes[out / layout.AUC_TABLE] = lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f")
     writes[out / layout.ENSEMBLE_PREDICTIONS] = lambda tmp: predictions.to_csv(tmp, index=False, float_format="%.6f")
     writes[layout.thresholds_file(out)] = lambda tmp: thresholds.to_csv(tmp, index=False)
@@ -373,10 +379,11 @@ def check_checkpoints(cfg: MetaConfig, tasks: list[str], splits: tuple[str, ...]
     Run before any long computation. A checkpoint trained on other cases or labels than
     --data-dir holds would give a stacker fitted on a mixture, so it is refused with what changed.
     """
-    headers = check_and_load(cfg.data_dir, tasks, PLANES, splits, load=False)
+    planes = plane_order(cfg.planes)
+    headers = check_and_load(cfg.data_dir, tasks, planes, splits, load=False)
     problems = []
     for task in tasks:
-        for plane in PLANES:
+        for plane in planes:
             path = layout.best_checkpoint(cfg.models_dir, task, plane)
             saved = load_checkpoint(path, task, plane).get("data")
             current = fingerprint_of({s: headers[(s, plane)] for s in splits}, task)
@@ -389,4 +396,4 @@ def check_checkpoints(cfg: MetaConfig, tasks: list[str], splits: tuple[str, ...]
             + "\n  ".join(problems)
             + f"\nretrain them ({command('train-all')} --overwrite) or set --data-dir to the data they were trained on"
         )
-    return {task: checkpoint_hashes(cfg.models_dir, task) for task in tasks}
+    return {task: checkpoint_hashes(cfg.models_dir, task, planes) for task in tasks}

@@ -1,4 +1,4 @@
-"""The stacker of one task: a logistic regression over the three planes' logits, its thresholds, its probabilities.
+"""The stacker of one task: a logistic regression over its planes' logits, its thresholds, its probabilities.
 
 train_meta fits it (ensemble.fit); evaluate and predict score a saved one (ensemble.file). Kept
 apart from the command so that scoring a saved stacker does not pull in the fitting command.
@@ -24,7 +24,7 @@ LOG_ODDS_CLIP = 1e-6  # how stackers saved as LOG_ODDS clipped probabilities bef
 
 
 def features(table: pd.DataFrame, kind: str = LOGITS, planes: Sequence[str] = PLANES) -> np.ndarray:
-    """(n, 3) stacker inputs from a score table: the planes' logits (`<plane>_logit`), or what older stackers took.
+    """(n, planes) stacker inputs from a score table: the planes' logits (`<plane>_logit`), or what older stackers took.
 
     Logits, because the stacker's L2 penalty (C = 1) shrinks the large weights that
     probabilities in [0, 1] need, and its output is then under-confident, not calibrated
@@ -61,7 +61,7 @@ def new_stacker(seed: int) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
 
 
-def out_of_fold(table: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+def out_of_fold(table: pd.DataFrame, folds: int, seed: int, planes: Sequence[str] = PLANES) -> np.ndarray:
     """Each exam's ensemble probability from a stacker fitted on the other folds (stratified, seeded).
 
     Deterministic in (the table's cases and labels, folds, seed): train_meta and evaluate
@@ -72,14 +72,19 @@ def out_of_fold(table: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
     if n_folds == 0:
         counts = np.bincount(labels, minlength=2).tolist()
         raise MRNetError(f"cross-validation needs at least 2 exams of each class, found {counts} (negative, positive)")
-    x, probs = features(table), np.zeros(len(table))
+    x, probs = features(table, planes=planes), np.zeros(len(table))
     for fit_idx, score_idx in StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(x, labels):
         probs[score_idx] = new_stacker(seed).fit(x[fit_idx], labels[fit_idx]).predict_proba(x[score_idx])[:, 1]
     return probs
 
 
 def fit_stacker(
-    fitted_on: pd.DataFrame | None, valid: pd.DataFrame, fit_on: str, folds: int, seed: int
+    fitted_on: pd.DataFrame | None,
+    valid: pd.DataFrame,
+    fit_on: str,
+    folds: int,
+    seed: int,
+    planes: Sequence[str] = PLANES,
 ) -> tuple[LogisticRegression, np.ndarray]:
     """Fit the stacker; return it and its valid-split probabilities used for the reported AUC.
 
@@ -88,20 +93,25 @@ def fit_stacker(
     exam scored by a stacker that never saw it), then a final fit on the whole valid split.
     """
     if fit_on == "valid-cv":
-        return new_stacker(seed).fit(features(valid), valid["label"].to_numpy()), out_of_fold(valid, folds, seed)
+        model = new_stacker(seed).fit(features(valid, planes=planes), valid["label"].to_numpy())
+        return model, out_of_fold(valid, folds, seed, planes)
     assert fitted_on is not None  # tune or train: fit_ensembles passes those exams
     labels = fitted_on["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         raise MRNetError(f"the {fit_on} exams hold one class only; the stacker cannot be fitted on them")
-    model = new_stacker(seed).fit(features(fitted_on), labels)
-    return model, model.predict_proba(features(valid))[:, 1]
+    model = new_stacker(seed).fit(features(fitted_on, planes=planes), labels)
+    return model, model.predict_proba(features(valid, planes=planes))[:, 1]
 
 
 # ----------------------------------------------------------------------------- operating thresholds
 
 
 def choose_thresholds(
-    tables: dict[str, pd.DataFrame], ensemble: dict[str, np.ndarray], scored: dict[str, str], plane_split: str
+    tables: dict[str, pd.DataFrame],
+    ensemble: dict[str, np.ndarray],
+    scored: dict[str, str],
+    plane_split: str,
+    planes: Sequence[str] = PLANES,
 ) -> dict[str, Threshold]:
     """Per model, Youden's threshold on probabilities that model was not fitted on; never on train.
 
@@ -117,7 +127,7 @@ def choose_thresholds(
     labels = tables[plane_split]["label"].to_numpy()
     chosen = {
         p: Threshold(youden_threshold(labels, tables[plane_split][p].to_numpy()), plane_split, "held-out")
-        for p in PLANES
+        for p in planes
     }
     split = "tune" if "tune" in ensemble else "valid"
     labels = tables[split]["label"].to_numpy()
@@ -153,5 +163,5 @@ def scored_ensemble(
         return ensemble_probabilities(saved, table), relation
     assert saved.folds is not None and saved.seed is not None  # the file check requires them with fit_split
     ordered = table.sort_values("case").reset_index(drop=True)  # the order train_meta's folds were drawn in
-    probs = pd.Series(out_of_fold(ordered, saved.folds, saved.seed), index=ordered["case"])
+    probs = pd.Series(out_of_fold(ordered, saved.folds, saved.seed, saved.planes), index=ordered["case"])
     return probs.loc[list(table["case"])].to_numpy(), relation

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout
+from .. import AMP_MODES, PLANES, SPLITS, TASKS, layout, plane_order
 from ..cam import class_activation_maps, save_cam_overlays
 from ..data.dataset import series_path
 from ..data.series import load_series
@@ -41,7 +41,6 @@ from .report_html import write_html_report
 from .scores import PLANES_CHOSE_HERE, TaskScores, load_fitted_ensembles, run_scores
 from .showcase import VIEWER_FOLDER, write_showcase
 
-MODELS = (*PLANES, "ensemble")
 # The plane on which each finding shows best (sagittal for the ACL, coronal for the menisci);
 # for `abnormal`, sagittal, the view that covers most structures of the knee.
 HEATMAP_PLANE = {"abnormal": "sagittal", "acl": "sagittal", "meniscus": "coronal"}
@@ -63,6 +62,7 @@ class EvalConfig:
     device: str = "auto"
     amp: str = "auto"
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    planes: list[str] = field(default_factory=lambda: list(PLANES))  # the plane models and the stackers over them
     eval_max_slices: int | None = None  # None: the device's default (64 on the CPU, 512 on CUDA)
     heatmap_exams: int = 2  # positive exams per task shown with class activation maps
     viewer_exams: int = 2  # per task: true positives, false positives and false negatives with a viewer page each
@@ -75,6 +75,7 @@ def validate_eval_config(cfg: EvalConfig) -> None:
     check_options(
         [
             *(one_of("--tasks", task, TASKS) for task in cfg.tasks),
+            *(one_of("--planes", plane, PLANES) for plane in cfg.planes),
             one_of("--split", cfg.split, SPLITS),
             at_least("--bootstrap", cfg.bootstrap, 0),
             seed_rule(cfg.seed),
@@ -97,6 +98,10 @@ def model_operating_point(scores: TaskScores, model: str, split: str, seed: int)
     if saved is None or (saved.chosen_on == split and scores.same_data):
         folds = scores.saved.folds if scores.saved.folds is not None else THRESHOLD_FOLDS
         return cross_validated_operating_point(labels, probs, folds, seed), f"{split}, out-of-fold"
+    if not scores.same_data and scores.saved.data_dir:  # another cohort's split: say whose
+        return operating_point(
+            labels, probs, saved.threshold
+        ), f"{saved.chosen_on} of {Path(scores.saved.data_dir).name}"
     return operating_point(labels, probs, saved.threshold), saved.chosen_on
 
 
@@ -108,7 +113,7 @@ def task_metrics(scores: TaskScores, split: str, resamples: int, seed: int) -> l
     rng = np.random.default_rng([seed, TASKS.index(scores.task)])
     indices = bootstrap_indices(len(labels), resamples, rng)
     rows = []
-    for model in MODELS:
+    for model in scores.models:
         probs = evaluated[model].to_numpy()
         interval = bootstrap_auc(labels, probs, indices)
         at_youden, chosen_on = model_operating_point(scores, model, split, seed)
@@ -155,7 +160,7 @@ def with_mean_rows(rows: list[dict[str, Any]], split: str) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     # NaN when a task's AUC is undefined: a mean over the remaining tasks would not be the competition's score.
     means = table.groupby("model", sort=False)["auc"].agg(lambda aucs: aucs.mean(skipna=False))
-    extra = pd.DataFrame([{"task": "mean", "model": m, "split": split, "auc": means[m]} for m in MODELS])
+    extra = pd.DataFrame([{"task": "mean", "model": m, "split": split, "auc": means[m]} for m in means.index])
     merged = pd.concat([table, extra], ignore_index=True).reindex(columns=table.columns)
     return merged.astype({"n": "Int64", "positives": "Int64", "bootstrap_used": "Int64"})
 
@@ -187,7 +192,8 @@ def write_heatmaps(
     positives = evaluated[evaluated["label"] == 1].sort_values("ensemble", ascending=False, kind="stable")
     if positives.empty:
         return []
-    plane = HEATMAP_PLANE[task]
+    planes = [p for p in PLANES if p in evaluated]
+    plane = HEATMAP_PLANE[task] if HEATMAP_PLANE[task] in planes else planes[-1]  # sagittal, where there is one
     loaded = models.get(task, plane)  # the model that scored the exams, not best.pt read again
     model, size, device = loaded.model, loaded.image_size, models.device
     items: list[tuple[str, Path]] = []
@@ -209,6 +215,13 @@ def provenance(cfg: EvalConfig, scores: dict[str, TaskScores], metrics: pd.DataF
     So that no one mistakes a figure from a split that chose something for a test figure.
     """
     split, lines = cfg.split, []
+    fitted = sorted({ts.saved.data_dir for ts in scores.values() if not ts.same_data and ts.saved.data_dir})
+    if fitted:
+        lines.append(
+            f"Scored on {Path(cfg.data_dir).name} ({cfg.data_dir}, its {split} split), another cohort than the one the "
+            f"ensembles were fitted on ({', '.join(Path(d).name for d in fitted)}): external validation. Nothing was "
+            "chosen on it: no epoch, stacker or threshold, so its figures are test figures."
+        )
     if split == "train":
         lines.append(
             "Evaluated on the train split, which the plane models were trained on: all numbers are optimistic."
@@ -276,22 +289,23 @@ class Evaluation:
 
 def run_evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> Evaluation:
     validate_eval_config(cfg)
-    tasks, skipped = layout.ready_tasks(cfg.models_dir, cfg.tasks)
+    planes = plane_order(cfg.planes)
+    tasks, skipped = layout.ready_tasks(cfg.models_dir, cfg.tasks, planes)
     for line in skipped:
         log(f"evaluate: {line}")
     out = cfg.out_dir()
     check_writable(out, "--out")
     scoring = Scoring.resolve(cfg.device, cfg.amp, cfg.eval_max_slices)
     models = PlaneModels(cfg.models_dir, scoring.device)  # each best.pt read once, for scores, heatmaps and pages
-    ensembles = load_fitted_ensembles(models, tasks)
-    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles, models)
+    ensembles = load_fitted_ensembles(models, tasks, planes)
+    scores = run_scores(cfg.data_dir, cfg.models_dir, cfg.split, tasks, scoring, ensembles, models, planes)
 
     rows, roc_figures, reliability, heatmaps = [], {}, {}, {}
     for task in tasks:
         evaluated = scores[task].table
         rows += task_metrics(scores[task], cfg.split, cfg.bootstrap, cfg.seed)
         labels = evaluated["label"].to_numpy()
-        probs = {m: evaluated[m].to_numpy() for m in MODELS}
+        probs = {m: evaluated[m].to_numpy() for m in scores[task].models}
         aucs = {r["model"]: r["auc"] for r in rows if r["task"] == task}
         roc_figures[task] = plot_roc(task, labels, probs, aucs, out / f"roc-{task}.png")
         reliability[task] = plot_reliability(task, labels, probs, out / f"calibration-{task}.png")

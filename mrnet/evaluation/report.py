@@ -239,7 +239,7 @@ HEATMAP_TEXT = (
 VIEWER_TEXT = (
     "Per task, the most confident true positives and the worst false positives and false negatives of the "
     "ensemble at its operating point (the Youden threshold of the metrics table; 0.5 where it is chosen per fold). "
-    "Each link opens the exam in the viewer: all three planes with heatmaps, per-slice scores and every task's "
+    "Each link opens the exam in the viewer: its planes with heatmaps, per-slice scores and every task's "
     "probabilities."
 )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import LEGACY_RECIPE, PLANES, layout
+from .. import LEGACY_RECIPE, PLANES, layout, plane_order
 from ..device import Scoring
 from ..ensemble.file import SavedEnsemble, load_ensemble
 from ..ensemble.stacker import scored_ensemble
@@ -29,11 +29,16 @@ class TaskScores:
     """One task's probabilities on one split, and their provenance."""
 
     task: str
-    table: pd.DataFrame  # case, label, axial, coronal, sagittal, ensemble
+    table: pd.DataFrame  # case, label, the planes (axial, coronal, sagittal or fewer), ensemble
     saved: SavedEnsemble  # the saved stacker and what it was fitted on
     ensemble_scored: str  # "held-out", "out-of-fold" or "in-sample"
     selected_on: dict[str, str]  # plane -> the split that chose its best epoch
     same_data: bool  # whether the split is the one train_meta worked on (not another dataset's)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models scored, in the order tables show them: the planes, then the ensemble."""
+        return (*self.selected_on, "ensemble")
 
     @property
     def fit_on(self) -> str:
@@ -60,18 +65,22 @@ class TaskScores:
         return "held-out"
 
 
-def selected_on(models: PlaneModels, task: str) -> dict[str, str]:
+def selected_on(models: PlaneModels, task: str, planes: Sequence[str] = PLANES) -> dict[str, str]:
     """Per plane, the split that chose the best epoch (valid for runs saved before the tuning split)."""
-    return {plane: models.get(task, plane).config.get("select_on", LEGACY_RECIPE["select_on"]) for plane in PLANES}
+    return {plane: models.get(task, plane).config.get("select_on", LEGACY_RECIPE["select_on"]) for plane in planes}
 
 
-def load_fitted_ensembles(models: PlaneModels, tasks: Sequence[str]) -> dict[str, SavedEnsemble]:
-    """Each task's stacker, checked against the plane models loaded (the bytes hashed are the bytes used)."""
+def load_fitted_ensembles(
+    models: PlaneModels, tasks: Sequence[str], planes: Sequence[str] = PLANES
+) -> dict[str, SavedEnsemble]:
+    """Each task's stacker over `planes`, checked against the plane models loaded (the bytes hashed are the bytes
+    used)."""
     ensembles = {}
     for task in tasks:
         path = layout.ensemble_file(models.models_dir, task)
-        ensembles[task] = load_ensemble(path, task)
-        models.check_fitted(task, ensembles[task].checkpoints, path)
+        saved = load_ensemble(path, task, planes)
+        models.check_fitted(task, saved.checkpoints, path)
+        ensembles[task] = saved
     return ensembles
 
 
@@ -83,6 +92,7 @@ def run_scores(
     scoring: Scoring,
     ensembles: dict[str, SavedEnsemble] | None = None,
     models: PlaneModels | None = None,
+    planes: Sequence[str] = PLANES,
 ) -> dict[str, TaskScores]:
     """task -> its planes' and ensemble's probabilities on `split` of `data_dir`.
 
@@ -91,9 +101,10 @@ def run_scores(
     checked here otherwise.
     """
     models = models if models is not None else PlaneModels(models_dir, scoring.device)
+    planes = plane_order(planes)
     if ensembles is None:
-        ensembles = load_fitted_ensembles(models, tasks)
-    tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring, models=models)
+        ensembles = load_fitted_ensembles(models, tasks, planes)
+    tables = plane_probabilities(data_dir, models_dir, tasks, [split], scoring, models=models, planes=planes)
     scores = {}
     for task in tasks:
         saved = ensembles[task]
@@ -105,7 +116,7 @@ def run_scores(
             table=table.assign(ensemble=ensemble),
             saved=saved,
             ensemble_scored=relation,
-            selected_on=selected_on(models, task),
+            selected_on=selected_on(models, task, planes),
             same_data=fitted_data is None or fitted_data == str(Path(data_dir).resolve()),
         )
     return scores

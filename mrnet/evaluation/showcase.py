@@ -47,7 +47,7 @@ class Shown:
 def thresholds_of(metrics: pd.DataFrame, task: str) -> dict[str, float]:
     """Each model's train-split Youden threshold for a task, 0.5 where it is undefined (one class in train)."""
     rows = metrics[metrics["task"] == task].set_index("model")["threshold_youden"]
-    return {m: FALLBACK_THRESHOLD if math.isnan(float(rows[m])) else float(rows[m]) for m in MODELS}
+    return {m: FALLBACK_THRESHOLD if math.isnan(float(rows[m])) else float(rows[m]) for m in MODELS if m in rows}
 
 
 def pick(evaluated: pd.DataFrame, threshold: float, count: int) -> list[tuple[str, str, float]]:
@@ -89,14 +89,16 @@ def write_showcase(
         return {}
     folder = out / VIEWER_FOLDER
     reasons = {c: [f"{t} {kind}" for t, items in picked.items() for kind, case, _ in items if case == c] for c in cases}
-    task_models = [models.task_models(task) for task in tasks]
+    planes = [p for p in PLANES if all(p in tables[(t, split)] for t in tasks)]  # the planes scored
+    task_models = [models.task_models(task, planes) for task in tasks]
     shown = []
     for case in cases:
         rows = {task: tables[(task, split)].set_index("case").loc[case] for task in tasks}
         outcomes = [
-            TaskOutcome(t, {m: float(rows[t][m]) for m in MODELS}, thresholds[t], int(rows[t]["label"])) for t in tasks
+            TaskOutcome(t, {m: float(rows[t][m]) for m in (*planes, "ensemble")}, thresholds[t], int(rows[t]["label"]))
+            for t in tasks
         ]
-        sources = {p: series_path(data_dir, split, p, case) for p in PLANES}
+        sources = {p: series_path(data_dir, split, p, case) for p in planes}
         shown.append(
             PageExam(
                 case=case,

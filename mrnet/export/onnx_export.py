@@ -156,11 +156,15 @@ class OnnxPlaneModel(nn.Module):
 
 
 def load_onnx_task_models(
-    models_dir: str | Path, task: str, device: torch.device, image_size: int | None = None
+    models_dir: str | Path,
+    task: str,
+    device: torch.device,
+    image_size: int | None = None,
+    planes: Sequence[str] = PLANES,
 ) -> TaskModels:
-    """A task's three ONNX plane models, each checked to come from the weights in its best.pt."""
+    """A task's ONNX plane models (the three, or `planes`), each checked to come from the weights in its best.pt."""
     models, sizes = {}, {}
-    for plane in PLANES:
+    for plane in planes:
         path = onnx_path(models_dir, task, plane)
         best = layout.best_checkpoint(models_dir, task, plane)
         if not path.is_file():

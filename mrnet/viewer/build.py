@@ -51,8 +51,9 @@ def _resize_maps(maps: np.ndarray, size: int) -> np.ndarray:
 def exam_images(
     series: Mapping[str, np.ndarray], task_models: Sequence[TaskModels], scoring: Scoring
 ) -> list[PlaneImages]:
-    """The three planes of one exam, in the usual order (axial, coronal, sagittal)."""
-    return [plane_images(plane, series[plane], task_models, scoring) for plane in PLANES]
+    """The planes of one exam, in the usual order (axial, coronal, sagittal): those the models score."""
+    planes = [p for p in PLANES if all(p in tm.models for tm in task_models)]
+    return [plane_images(plane, series[plane], task_models, scoring) for plane in planes]
 
 
 @dataclass

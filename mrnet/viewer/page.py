@@ -123,12 +123,13 @@ def page_data(view: ExamView) -> dict:
 def probability_rows(view: ExamView) -> str:
     """The task table: each model's probability, marked when at or above its operating point."""
     with_labels = any(o.label is not None for o in view.outcomes)
-    head = "".join(f"<th>{m}</th>" for m in MODELS) + "<th>operating point (ensemble)</th>"
+    models = [m for m in MODELS if all(m in o.probabilities for o in view.outcomes)]  # the planes scored
+    head = "".join(f"<th>{m}</th>" for m in models) + "<th>operating point (ensemble)</th>"
     head += "<th>label</th>" if with_labels else ""
     rows = []
     for outcome in view.outcomes:
         cells = []
-        for model in MODELS:
+        for model in models:
             p, threshold = outcome.probabilities[model], outcome.thresholds[model]
             called = "positive" if p >= threshold else "negative"
             classes = f"{called} ensemble" if model == "ensemble" else called

@@ -90,6 +90,11 @@ def fp32_head(features: torch.Tensor) -> torch.autocast:
     return torch.autocast(features.device.type, enabled=False)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """bf16 or fp16 features up to fp32 for the head; fp32 and fp64 (the gradient checks) as they are."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 class MRNet(FrozenBatchNormMixin, nn.Module):
     """Slice-wise features from a 2-D backbone, pooled over slices, then one logit per output."""
 
@@ -140,7 +145,7 @@ class MRNet(FrozenBatchNormMixin, nn.Module):
         """
         per_slice = self.slice_features(slices)  # (sum s, F)
         with fp32_head(per_slice):
-            per_slice = per_slice.float()
+            per_slice = at_least_fp32(per_slice)
             if counts is None:
                 logits = self.classifier(self.slice_pool.pool(per_slice))  # (outputs,)
                 return logits if self.args.outputs == 1 else logits[None]  # (1,) or (1, outputs)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone, fold_first_conv
-from .mrnet import FrozenBatchNormMixin, ModelArgs, fp32_head
+from .mrnet import FrozenBatchNormMixin, ModelArgs, at_least_fp32, fp32_head
 
 
 def resample_depth(series: torch.Tensor, depth: int) -> torch.Tensor:
@@ -108,7 +108,7 @@ class VolumeNet(FrozenBatchNormMixin, nn.Module):
         volumes = self.volumes(slices, [slices.shape[0]] if counts is None else counts)
         pooled = self.pool(self.feature_maps(volumes)).flatten(1)  # (k, F)
         with fp32_head(pooled):
-            logits = self.classifier(pooled.float())  # (k, outputs)
+            logits = self.classifier(at_least_fp32(pooled))  # (k, outputs)
         return logits.squeeze(1) if self.args.outputs == 1 else logits
 
     def forward_exams(self, slices: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:

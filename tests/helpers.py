@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--no-pretrained", "--lr", "1e-4", "--weight-decay", "1e-4", "--device", "cpu"]
 
 
+def fast_and(*args: str) -> list[str]:
+    """`args`, then the FAST options they do not give themselves (the commands refuse an option given twice)."""
+    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    quick, index = [], 0
+    while index < len(FAST):
+        takes_value = index + 1 < len(FAST) and not FAST[index + 1].startswith("--")
+        option = FAST[index : index + (2 if takes_value else 1)]
+        if option[0] not in given:
+            quick += option
+        index += len(option)
+    return [*args, *quick]
+
+
 def train_config(data: Path, out: Path, **overrides) -> TrainConfig:
     """A quick CPU recipe for the ACL sagittal model (from scratch, one epoch); keyword arguments override fields."""
     values = dict(
@@ -73,7 +86,7 @@ def start_script(script: str, *args: str) -> subprocess.Popen:
 
 def run_training(script: str, data: Path, models: Path, *args: str) -> subprocess.CompletedProcess:
     """A training command (train_plane.py, train_all.py) on `data` into `models`, with the quick CPU options."""
-    return run_script(script, "--data-dir", str(data), "--output-dir", str(models), *args, *FAST)
+    return run_script(script, *fast_and("--data-dir", str(data), "--output-dir", str(models), *args))
 
 
 def write_tiny_layout(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import FAST, run_script
+from helpers import fast_and, run_script
 
 import mrnet.training.trainer as trainer
 from mrnet.checkpoint import load_checkpoint
@@ -42,7 +42,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(tiny_dat
 def test_a_huge_learning_rate_exits_2_naming_the_epoch(tiny_data, tmp_path):
     result = run_script(
         "train_plane.py", "--task", "acl", "--plane", "sagittal", "--data-dir", str(tiny_data),
-        "--models-dir", str(tmp_path / "m"), "--epochs", "2", *FAST, "--lr", "1e30",
+        "--models-dir", str(tmp_path / "m"), *fast_and("--epochs", "2", "--lr", "1e30"),
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert "training diverged in epoch 1" in result.stderr and "lower --lr" in result.stderr

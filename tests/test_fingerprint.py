@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import FAST
+from helpers import FAST, fast_and
 
 from mrnet import PLANES, TASKS
 from mrnet.cli.train_all import main as train_all
@@ -84,9 +84,7 @@ def sweep(data, models, *extra: str) -> None:
     train_all(
         [
             *("--data-dir", str(data), "--models-dir", str(models), "--tasks", "acl", "--planes", "sagittal"),
-            *("--skip-meta", "--epochs", "1"),
-            *FAST,
-            *extra,
+            *fast_and("--skip-meta", "--epochs", "1", *extra),
         ]
     )
 

@@ -31,6 +31,13 @@ def test_shards_are_equal_sized_and_cover_every_exam():
     assert shard(order, Ranks()) == order
 
 
+def two_ranks(data, out, weights, **options):
+    """tests/ddp_worker.py under torchrun with two gloo ranks on this machine."""
+    torchrun = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
+    worker = [str(ROOT / "tests" / "ddp_worker.py"), str(data), str(out), str(weights)]
+    return run_python(*torchrun, "--master_port", str(free_port()), *worker, env={"OMP_NUM_THREADS": "1"}, **options)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,23 +48,7 @@ def free_port() -> int:
 def test_two_rank_ddp_agrees_and_gathers_exact_predictions(tiny_data, tmp_path):
     out, weights = tmp_path / "models", tmp_path / "weights"
     weights.mkdir()
-    result = run_python(
-        "-m",
-        "torch.distributed.run",
-        "--nnodes",
-        "1",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(ROOT / "tests" / "ddp_worker.py"),
-        str(tiny_data),
-        str(out),
-        str(weights),
-        env={"OMP_NUM_THREADS": "1"},
-    )
+    result = two_ranks(tiny_data, out, weights)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 data-parallel ranks" in result.stdout
 
@@ -139,24 +130,8 @@ def test_a_run_folder_in_use_stops_both_ranks_with_the_message(tiny_data, tmp_pa
     weights.mkdir()
     held = RunLock(train_config(tiny_data, out).run_dir(), layout.RUN_LOCK, "training run").acquire()
     try:
-        result = run_python(
-            "-m",
-            "torch.distributed.run",
-            "--nnodes",
-            "1",
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(ROOT / "tests" / "ddp_worker.py"),
-            str(tiny_data),
-            str(out),
-            str(weights),
-            env={"OMP_NUM_THREADS": "1"},
-            timeout=120,  # far below gloo's 30-minute timeout: a rank left waiting fails the test
-        )
+        # A timeout far below gloo's 30 minutes: a rank left waiting fails the test.
+        result = two_ranks(tiny_data, out, weights, timeout=120)
     finally:
         held.release()
     assert result.returncode != 0

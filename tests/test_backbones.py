@@ -95,6 +95,7 @@ def test_download_failure_gives_a_way_out(name, monkeypatch):
     assert "--no-pretrained" in message and "--weights" in message and ".pth" in message
 
 
+@pytest.mark.slow  # writes and reads torchvision weights files of up to 244 MB
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
 def test_a_torchvision_weights_file_is_loaded(name, tmp_path, alexnet_weights):
     import torchvision.models

@@ -89,6 +89,7 @@ def test_download_failure_gives_a_way_out(monkeypatch):
     assert "--no-pretrained" in message and "alexnet-owt-7be5be79.pth" in message and "--weights" in message
 
 
+@pytest.mark.slow  # reads the 244 MB AlexNet weights file the session writes
 def test_local_weights_file_is_loaded(alexnet_weights):
     path, first_conv = alexnet_weights
     net = build_model(weights_path=str(path))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 
 from mrnet import PLANES, TASKS
 from mrnet.synthetic.exam import make_exam
@@ -13,6 +14,8 @@ from mrnet.synthetic.tissues import FINDINGS
 
 SIZE = 64
 SLICES = (4, 8)
+# Each check renders several whole exams with and without a finding (about a second in all).
+pytestmark = pytest.mark.slow
 
 
 def test_masks_cover_the_series_and_mark_only_planted_findings():

@@ -152,3 +152,11 @@ def with_logits(table: pd.DataFrame) -> pd.DataFrame:
         p = np.clip(table[plane].to_numpy(dtype=np.float64), 1e-12, 1 - 1e-12)
         table[f"{plane}_logit"] = np.log(p / (1 - p))
     return table
+
+
+def valid_input_csv(run, path: Path) -> Path:
+    """The competition's input CSV for every valid exam of a tiny run's data: three rows per exam."""
+    cases = sorted(p.stem for p in (run.data_dir / "valid" / "axial").glob("*.npy"))
+    rows = [str(run.data_dir / "valid" / plane / f"{case}.npy") for case in cases for plane in PLANES]
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import valid_input_csv as input_csv
 
 from mrnet import PLANES, TASKS, layout
 from mrnet.cli.export import main as export_main
@@ -70,13 +71,6 @@ class Bomb:
 
     def __reduce__(self):
         return (Path.touch, (self.target,))
-
-
-def input_csv(tiny, path: Path) -> Path:
-    cases = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))
-    rows = [str(tiny.data_dir / "valid" / plane / f"{case}.npy") for case in cases for plane in PLANES]
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 @pytest.mark.slow

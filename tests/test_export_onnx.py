@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import valid_input_csv as input_csv
 
 from mrnet import PLANES, TASKS, layout
 from mrnet.checkpoint import load_checkpoint, save_checkpoint
@@ -31,13 +32,6 @@ def exported(tiny, tmp_path_factory) -> Path:
     assert len(checks) == len(TASKS) * len(PLANES)
     assert all(check.max_difference <= TOLERANCE for check in checks)
     return run
-
-
-def input_csv(tiny, path: Path) -> Path:
-    cases = sorted(p.stem for p in (tiny.data_dir / "valid" / "axial").glob("*.npy"))
-    rows = [str(tiny.data_dir / "valid" / plane / f"{case}.npy") for case in cases for plane in PLANES]
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 @pytest.mark.slow

@@ -11,56 +11,33 @@ import pandas as pd
 import pytest
 from helpers import run_training
 
-from mrnet import layout
-from mrnet.cli.common import training_config_from_args
-from mrnet.cli.train_all import train_plane_argv
-from mrnet.cli.train_plane import get_args_parser
+from mrnet import TASKS, layout
 from mrnet.errors import MRNetError
 from mrnet.training.config import TrainConfig
-from mrnet.training.sweep import cpu_workers, device_worker, train_on_devices
+from mrnet.training.sweep import cpu_workers, device_worker, train_on_devices, worker_job
 
 
-def test_worker_command_line_rebuilds_the_same_config():
+def test_a_worker_job_rebuilds_the_same_config_on_its_device_with_its_threads(tmp_path):
     cfg = TrainConfig(
         task="meniscus",
         plane="coronal",
         data_dir="d",
-        models_dir="o",
+        models_dir=str(tmp_path),
         epochs=3,
         lr=2e-4,
         pretrained=False,
         augment=False,
         channels_last=False,
         seed=5,
-        tune_fraction=0.2,
-        split_seed=3,
         select_on="valid",
-        plateau_on="auc",
         resume=True,
+        device="cuda:1",
+        threads="1",
     )
-    explicit = {
-        "epochs",
-        "lr",
-        "pretrained",
-        "augment",
-        "channels_last",
-        "seed",
-        "tune_fraction",
-        "split_seed",
-        "select_on",
-        "plateau_on",
-    }
-    argv = train_plane_argv(cfg, explicit, "cuda:1")
-    assert argv[1:3] == ["-m", "mrnet.cli.train_plane"]
-    parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
-    assert parsed == TrainConfig(**{**cfg.__dict__, "device": "cuda:1"})
-
-
-def test_a_cpu_worker_gets_its_share_of_the_threads():
-    cfg = TrainConfig(task="acl", plane="axial", data_dir="d", models_dir="o", threads="auto")
-    argv = train_plane_argv(cfg, set(), "cpu", threads=1)
-    parsed, _ = training_config_from_args(get_args_parser().parse_args(argv[3:]))
-    assert (parsed.device, parsed.threads) == ("cpu", "1")
+    job = json.loads(json.dumps(worker_job(cfg, {"lr", "epochs"}, ["meniscus"])))  # as the pipe carries it
+    assert TrainConfig(**job["config"]) == cfg
+    assert job["explicit"] == ["epochs", "lr"] and job["tasks"] == ["meniscus"]
+    assert job["log"] == str(tmp_path / "meniscus-coronal" / layout.TRAIN_LOG)
 
 
 def test_cpu_workers_one_per_thread_on_the_cpu_only():
@@ -102,18 +79,70 @@ def test_a_gpu_worker_sees_its_gpu_alone_as_cuda_0_with_its_share_of_threads(mon
     assert (name, env["OMP_NUM_THREADS"], "CUDA_VISIBLE_DEVICES" in env) == ("cpu", "2", False)
 
 
+# A stand-in for mrnet.training.worker: the same protocol, no training. Each job's log gets the
+# device it was told, the worker's GPU and threads, and its process id; a job whose task is named in
+# FAIL answers exit 2 and the worker ends, as a real one does after a failed model.
+STAND_IN = """
+import json, os, sys
+for line in sys.stdin:
+    job = json.loads(line)
+    cfg = job["config"]
+    with open(job["log"], "a") as log:
+        print(cfg["device"], cfg["threads"], os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ["OMP_NUM_THREADS"],
+              os.getpid(), file=log)
+    code = 2 if cfg["task"] in os.environ.get("FAIL", "") else 0
+    print(json.dumps({"model": cfg["task"] + "-" + cfg["plane"], "exit_code": code}), flush=True)
+    if code:
+        sys.exit(code)
+"""
+
+
+def stand_in_sweep(tmp_path, devices, tasks=("abnormal", "acl", "meniscus"), threads=None):
+    todo = [TrainConfig(task=task, plane="sagittal", models_dir=str(tmp_path)) for task in tasks]
+    return todo, train_on_devices(todo, devices, set(), threads, worker_command=[sys.executable, "-c", STAND_IN])
+
+
+def logged(cfg: TrainConfig) -> list[str]:
+    return (cfg.run_dir() / layout.TRAIN_LOG).read_text().split()
+
+
 @pytest.mark.slow  # starts worker processes
 def test_a_gpu_listed_twice_runs_two_workers_each_on_its_cuda_0(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    todo = [TrainConfig(task=task, plane="sagittal", models_dir=str(tmp_path)) for task in ("acl", "meniscus")]
-    script = "import os, sys; print(sys.argv[1], os.environ['CUDA_VISIBLE_DEVICES'], os.environ['OMP_NUM_THREADS'])"
-    results = train_on_devices(todo, ["cuda:1", "cuda:1"], lambda cfg, device: [sys.executable, "-c", script, device])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    todo, results = stand_in_sweep(tmp_path, ["cuda:1", "cuda:1"], tasks=("acl", "meniscus"))
     assert sorted((r.model, r.device, r.exit_code) for r in results) == [
         ("acl-sagittal", "cuda:1", 0),
         ("meniscus-sagittal", "cuda:1", 0),
     ]
     for cfg in todo:
-        assert (cfg.run_dir() / layout.TRAIN_LOG).read_text().split()[:2] == ["cuda:0", "1"]
+        assert logged(cfg)[:3] == ["cuda:0", "auto", "1"]  # told cuda:0, which is GPU 1 alone
+
+
+@pytest.mark.slow  # starts worker processes
+def test_one_worker_process_trains_model_after_model_with_its_share_of_threads(tmp_path):
+    todo, results = stand_in_sweep(tmp_path, ["cpu"], threads=1)
+    assert [r.exit_code for r in results] == [0, 0, 0]
+    assert {logged(cfg)[1] for cfg in todo} == {"1"}  # --threads 1 in each model's config
+    assert len({logged(cfg)[4] for cfg in todo}) == 1  # one process for all three: Python and torch start once
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_failed_model_is_named_and_the_next_one_gets_a_fresh_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAIL", "acl")
+    todo = [TrainConfig(task=task, plane="sagittal", models_dir=str(tmp_path)) for task in TASKS]
+    with pytest.raises(MRNetError, match=r"these models failed: acl-sagittal \(see .*acl-sagittal.train\.log\)"):
+        train_on_devices(todo, ["cpu"], set(), worker_command=[sys.executable, "-c", STAND_IN])
+    abnormal, acl, meniscus = (logged(cfg)[4] for cfg in todo)
+    assert abnormal == acl != meniscus  # the worker that failed acl ended; meniscus ran in a new one
+
+
+@pytest.mark.slow  # starts worker processes
+def test_a_worker_that_dies_without_answering_fails_its_model_with_its_exit_status(tmp_path):
+    todo = [TrainConfig(task="acl", plane="sagittal", models_dir=str(tmp_path))]
+    dies = [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit(7)"]
+    with pytest.raises(MRNetError, match="acl-sagittal"):
+        train_on_devices(todo, ["cpu"], set(), worker_command=dies)
 
 
 @pytest.mark.slow

@@ -7,9 +7,7 @@ half-finished ones resumed. With several devices, one worker process per device.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import PLANES, TASKS
@@ -78,17 +76,6 @@ def sweep_keys(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def train_plane_argv(cfg, explicit: set[str], device: str, threads: int | None = None) -> list[str]:
-    """The train-plane command line that reproduces `cfg` on one device (with `threads`), run as a module."""
-    from ..options import command_line
-
-    fixed = ["task", "plane", "device", "threads", "data_dir", "models_dir"]
-    worker = replace(cfg, device=device, threads=str(threads) if threads else cfg.threads)
-    argv = [sys.executable, "-m", "mrnet.cli.train_plane", *command_line(worker, fixed)]
-    argv += command_line(cfg, sorted(explicit - {*fixed, "resume", "overwrite"}))
-    return argv + (["--resume"] if cfg.resume else (["--overwrite"] if cfg.overwrite else []))
-
-
 def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerResult]:
     parser = get_args_parser()
     args = parser.parse_args(argv)
@@ -127,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> list[TrainResult] | list[WorkerRe
         if len(devices) > 1:
             print(f"training {len(todo)} models {len(devices)} at a time, one process of {share} thread(s) each")
     if len(devices) > 1:
-        summaries = train_on_devices(todo, devices, lambda cfg, device: train_plane_argv(cfg, explicit, device, share))
+        summaries = train_on_devices(todo, devices, explicit, share)
     else:
         summaries = train_in_process(todo, explicit)
     if not args.skip_meta:

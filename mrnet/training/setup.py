@@ -33,6 +33,17 @@ from .loss import pos_weights
 from .multitask import check_not_mixed
 from .state import RunState, plateau_mode, state_from_checkpoint
 
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def adam(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """The recipe's Adam, as one fused kernel per step where torch has one (CPU and CUDA).
+
+    The same update as the loop over parameters, to the last bit or two of a float; on
+    2 CPU cores a demo model's step took about 14 % less (docs/speed.md, 'Fused Adam').
+    """
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=device.type in FUSED_ADAM_DEVICES)
+
 
 @dataclass
 class Exams:
@@ -175,7 +186,7 @@ def build_run(
         model = model.to(memory_format=memory_format(model))
     if resumed is None and cfg.init_from:
         load_initial_weights(cfg, model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adam(model.parameters(), cfg.lr, cfg.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=plateau_mode(cfg.plateau_on), factor=cfg.lr_factor, patience=cfg.lr_patience
     )

@@ -8,11 +8,14 @@ continues an interrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -180,61 +183,119 @@ def device_worker(device: str, env: dict[str, str], workers: int) -> tuple[str, 
     return "cuda:0", env
 
 
+WORKER_COMMAND = (sys.executable, "-m", "mrnet.training.worker")
+
+
+def worker_job(cfg: TrainConfig, explicit: set[str], tasks: Sequence[str]) -> dict[str, Any]:
+    """What a worker process (mrnet.training.worker) is told to train: one line of JSON."""
+    return {
+        "config": dataclasses.asdict(cfg),
+        "explicit": sorted(explicit),
+        "tasks": list(tasks),
+        "log": str(cfg.run_dir() / layout.TRAIN_LOG),
+    }
+
+
+class Worker:
+    """One worker process on one device, started at its first model and kept for the next ones."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str]) -> None:
+        # A session of its own: a terminal's Ctrl-C reaches only the sweep, which passes it on once.
+        self.process = subprocess.Popen(
+            list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, start_new_session=True
+        )
+
+    def train(self, job: dict[str, Any]) -> int:
+        """Hand the worker one model and wait for its exit status; a worker that died gives its own."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            answer = ""
+        if not answer:
+            code = self.process.wait()
+            return code if code != 0 else 1
+        return int(json.loads(answer)["exit_code"])
+
+    def close(self) -> None:
+        """No more models: closing stdin ends the worker."""
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        self.process.wait()
+
+
 def train_on_devices(
-    todo: list[TrainConfig], devices: Sequence[str], command: Callable[[TrainConfig, str], list[str]]
+    todo: list[TrainConfig],
+    devices: Sequence[str],
+    explicit: set[str],
+    threads: int | None = None,
+    worker_command: Sequence[str] = WORKER_COMMAND,
 ) -> list[WorkerResult]:
     """A queue of models served by one worker process per device; each model logs to its own file.
 
-    A device listed twice gets two workers: two models then share that GPU.
-    `command(cfg, device)` is the command line that trains one model on one device. SIGINT
-    and SIGTERM are passed on to the running workers (which save their completed epochs and
-    exit), no new model is started, and this returns only once every worker has ended.
+    A device listed twice gets two workers: two models then share that GPU, or the CPU.
+    Each worker trains model after model in one process (mrnet.training.worker), with
+    `threads` threads on the CPU, so Python and torch start once per worker; one that failed
+    is replaced for the next model. SIGINT and SIGTERM are passed on to the workers (which
+    save their completed epochs and exit), no new model is started, and this returns only
+    once every worker has ended.
     """
     jobs: queue.Queue[TrainConfig] = queue.Queue()
     for cfg in todo:
         jobs.put(cfg)
+    tasks = list(dict.fromkeys(task for cfg in todo for task in cfg.tasks))  # what a worker loads for a plane
     results: list[WorkerResult] = []
     lock = threading.Lock()
     env = worker_environment()
-    running: set[subprocess.Popen] = set()
+    alive: set[subprocess.Popen] = set()
     stopping: list[int] = []
 
-    def worker(device: str) -> None:
-        while not stopping:
-            try:
-                cfg = jobs.get_nowait()
-            except queue.Empty:
-                return
-            log = cfg.run_dir() / layout.TRAIN_LOG
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "a") as handle, lock:
-                if stopping:
+    def serve(device: str) -> None:
+        name, worker_env = device_worker(device, env, len(devices))
+        worker: Worker | None = None
+        try:
+            while not stopping:
+                try:
+                    cfg = jobs.get_nowait()
+                except queue.Empty:
                     return
-                print(f"{cfg.name}: training on {device} (log: {log})", flush=True)
-                # A session of its own: a terminal's Ctrl-C reaches only this process, which passes it on once.
-                name, worker_env = device_worker(device, env, len(devices))
-                process = subprocess.Popen(
-                    command(cfg, name), stdout=handle, stderr=subprocess.STDOUT, env=worker_env, start_new_session=True
-                )
-                running.add(process)
-            code = process.wait()
-            with lock:
-                running.discard(process)
-                print(f"{cfg.name}: {'done' if code == 0 else f'FAILED (exit {code})'} on {device}", flush=True)
-                results.append(WorkerResult(model=cfg.name, device=device, exit_code=code, log=str(log)))
+                log = cfg.run_dir() / layout.TRAIN_LOG
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with lock:
+                    if stopping:
+                        return
+                    print(f"{cfg.name}: training on {device} (log: {log})", flush=True)
+                    if worker is None:
+                        worker = Worker(worker_command, worker_env)
+                        alive.add(worker.process)
+                job = dataclasses.replace(cfg, device=name, threads=str(threads) if threads else cfg.threads)
+                code = worker.train(worker_job(job, explicit, tasks))
+                with lock:
+                    print(f"{cfg.name}: {'done' if code == 0 else f'FAILED (exit {code})'} on {device}", flush=True)
+                    results.append(WorkerResult(model=cfg.name, device=device, exit_code=code, log=str(log)))
+                if code != 0:  # a fresh process for the next model: nothing of a failed run carries over
+                    worker.close()
+                    worker = None
+        finally:
+            if worker is not None:
+                worker.close()
 
     def forward(signum: int, frame: Any) -> None:
         with lock:
             stopping.append(signum)
-            for process in running:
-                process.send_signal(signum)
+            for process in alive:
+                if process.poll() is None:
+                    process.send_signal(signum)
 
-    threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+    threads_ = [threading.Thread(target=serve, args=(d,), daemon=True) for d in devices]
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for thread in threads:
+        for thread in threads_:
             thread.start()
-        while any(thread.is_alive() for thread in threads):
+        while any(thread.is_alive() for thread in threads_):
             time.sleep(0.1)  # a short sleep, not join(): the signal handler runs in this thread
     finally:
         for sig, handler in previous.items():

@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Synthetic knees -> nine models -> three ensembles -> AUC table (about 4 minutes on 2 free CPU cores).
+# Synthetic knees -> nine models -> three ensembles -> AUC table (3 to 4 minutes on 2 free CPU cores).
 # Short from-scratch runs: 64 px, 8 epochs, no augmentation (docs/index.md, Quick start).
 demo: setup
 	$(PY) scripts/make_synthetic.py --out $(DEMO_DATA) --train 200 --valid 100 --size 64 --slices 8 14 --seed 0 --overwrite

@@ -112,7 +112,7 @@ def as_record(results: dict[str, Any]) -> dict[str, Any]:
         [
             name,
             v["code"],
-            v["first_line"],
+            v["first_line"] if v["first_line"].startswith("cpu (") else "(none: torch's own thread count)",
             " and ".join(f"{seconds:.0f}" for seconds in v["seconds_all"]),
             f"{v['speedup_over_first']:.2f}x",
             v["ensemble_aucs"],

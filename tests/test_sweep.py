@@ -37,6 +37,7 @@ def test_a_worker_job_rebuilds_the_same_config_on_its_device_with_its_threads(tm
     job = json.loads(json.dumps(worker_job(cfg, {"lr", "epochs"}, ["meniscus"])))  # as the pipe carries it
     assert TrainConfig(**job["config"]) == cfg
     assert job["explicit"] == ["epochs", "lr"] and job["tasks"] == ["meniscus"]
+    assert job["argv"] == sys.argv  # the model's environment.json names the command the user ran
     assert job["log"] == str(tmp_path / "meniscus-coronal" / layout.TRAIN_LOG)
 
 

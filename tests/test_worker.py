@@ -70,7 +70,15 @@ def test_the_worker_process_answers_each_job_and_ends_when_stdin_closes(tiny_dat
     jobs = []
     for task in ("acl", "meniscus"):
         cfg = train_config(tiny_data, models, task=task, threads="1", epochs=1)
-        jobs.append({"config": asdict(cfg), "explicit": [], "tasks": ["acl", "meniscus"], "log": str(tmp_path / task)})
+        jobs.append(
+            {
+                "config": asdict(cfg),
+                "argv": ["scripts/train_all.py", "--epochs", "1"],
+                "explicit": [],
+                "tasks": ["acl", "meniscus"],
+                "log": str(tmp_path / task),
+            }
+        )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", worker.__name__],
@@ -86,3 +94,5 @@ def test_the_worker_process_answers_each_job_and_ends_when_stdin_closes(tiny_dat
         log = (tmp_path / task).read_text()
         assert log.startswith("cpu (1 thread: --threads 1)") and "reached --epochs 1" in log
         assert (models / f"{task}-sagittal" / "best.pt").is_file()
+        environment = json.loads((models / f"{task}-sagittal" / "environment.json").read_text())
+        assert environment["command"] == "scripts/train_all.py --epochs 1"  # the sweep's, not the worker's

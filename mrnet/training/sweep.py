@@ -187,9 +187,14 @@ WORKER_COMMAND = (sys.executable, "-m", "mrnet.training.worker")
 
 
 def worker_job(cfg: TrainConfig, explicit: set[str], tasks: Sequence[str]) -> dict[str, Any]:
-    """What a worker process (mrnet.training.worker) is told to train: one line of JSON."""
+    """What a worker process (mrnet.training.worker) is told to train: one line of JSON.
+
+    `argv` is this command's own: the model's environment.json records the command the user
+    ran, as a model trained in this process does.
+    """
     return {
         "config": dataclasses.asdict(cfg),
+        "argv": list(sys.argv),
         "explicit": sorted(explicit),
         "tasks": list(tasks),
         "log": str(cfg.run_dir() / layout.TRAIN_LOG),

@@ -5,7 +5,7 @@ a demo epoch; a worker pays it once, not once a model, and keeps a plane's serie
 the next model of the same plane. `python -m mrnet.training.worker` reads one job per line
 on stdin and answers one line per job on stdout:
 
-    job:    {"config": {TrainConfig fields}, "explicit": [...], "tasks": [...], "log": "path"}
+    job:    {"config": {TrainConfig fields}, "argv": [...], "explicit": [...], "tasks": [...], "log": "path"}
     answer: {"model": "acl-sagittal", "exit_code": 0}
 
 Everything a job prints (its epochs, progress bars, errors) goes to its own log file. After
@@ -74,6 +74,7 @@ def run_job(job: dict[str, Any], cache: PlaneCache) -> int:
     from .trainer import train
 
     cfg = TrainConfig(**job["config"])
+    sys.argv = list(job.get("argv") or sys.argv)  # the sweep's command line, which environment.json records
     try:
         plan = apply_threads(plan_threads(cfg.threads, 1))
         print(f"cpu ({plan.describe()})", flush=True)

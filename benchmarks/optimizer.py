@@ -7,7 +7,7 @@ through the training's own epoch (train_one_epoch, bf16 autocast and channels_la
 defaults), the variants alternating round by round, and reports how far each one's weights
 end from the loop's: the three are the same update, not the same rounding.
 
-    python -m benchmarks.optimizer --size 64 --slices 8 14 --exams 40 --rounds 3 --json docs/measured/adam-cpu.json
+    python -m benchmarks.optimizer --size 64 --slices 8 14 --exams 120 --rounds 5 --json docs/measured/adam-cpu.json
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def epoch(model, optimizer, series, labels, amp_dtype) -> float:
 
 
 def largest_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    return max(float((p - q).abs().max()) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    return max(
+        float((p - q).abs().max()) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def as_record(results: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         default="auto",
-        help="on the CPU: models trained at once, one process each with its share of --threads "
+        help="on the CPU: models trained at once, by as many worker processes, each with its share of --threads "
         "(default auto: one per thread --threads gives, when that is 2 or more)",
     )
     add_training_args(parser)

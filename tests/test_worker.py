@@ -96,3 +96,13 @@ def test_the_worker_process_answers_each_job_and_ends_when_stdin_closes(tiny_dat
         assert (models / f"{task}-sagittal" / "best.pt").is_file()
         environment = json.loads((models / f"{task}-sagittal" / "environment.json").read_text())
         assert environment["command"] == "scripts/train_all.py --epochs 1"  # the sweep's, not the worker's
+
+
+def test_a_finished_model_hands_its_gpu_memory_back_for_a_worker_sharing_the_gpu(monkeypatch):
+    import torch
+
+    released = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: released.append(True))
+    worker.release_device_memory()
+    assert released == [True]

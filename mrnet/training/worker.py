@@ -92,6 +92,14 @@ def run_job(job: dict[str, Any], cache: PlaneCache) -> int:
         return 1
 
 
+def release_device_memory() -> None:
+    """Hand the finished model's GPU memory back to the driver: another worker may share this GPU."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def serve(jobs: Iterable[str], answers: IO[str]) -> int:
     """Run jobs until stdin closes or one fails; the exit status of the last one."""
     cache = PlaneCache()
@@ -100,6 +108,7 @@ def serve(jobs: Iterable[str], answers: IO[str]) -> int:
         log = Path(job["log"])
         with output_to(log):
             code = run_job(job, cache)
+        release_device_memory()
         answers.write(json.dumps({"model": TrainConfig(**job["config"]).name, "exit_code": code}) + "\n")
         answers.flush()
         if code != 0:

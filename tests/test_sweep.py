@@ -160,3 +160,11 @@ def test_cpu_workers_train_the_sweep_two_at_a_time(tiny_data, tmp_path):
         assert log.startswith("cpu (1 thread: --threads 1)")  # each worker runs its share
     config = json.loads((models / "acl-axial" / "config.json").read_text())
     assert config["threads"] == "1"
+
+
+@pytest.mark.slow  # starts worker processes
+def test_an_answer_that_is_not_the_protocols_fails_the_model_rather_than_passing_it(tmp_path):
+    todo = [TrainConfig(task="acl", plane="sagittal", models_dir=str(tmp_path))]
+    chatty = [sys.executable, "-c", "import sys; sys.stdin.readline(); print('hello', flush=True); sys.stdin.read()"]
+    with pytest.raises(MRNetError, match="these models failed: acl-sagittal"):
+        train_on_devices(todo, ["cpu"], set(), worker_command=chatty)

@@ -222,7 +222,10 @@ class Worker:
         if not answer:
             code = self.process.wait()
             return code if code != 0 else 1
-        return int(json.loads(answer)["exit_code"])
+        try:
+            return int(json.loads(answer)["exit_code"])
+        except (ValueError, KeyError, TypeError):  # not the worker's answer: count the model as failed
+            return 1
 
     def close(self) -> None:
         """No more models: closing stdin ends the worker."""
@@ -295,12 +298,12 @@ def train_on_devices(
                 if process.poll() is None:
                     process.send_signal(signum)
 
-    threads_ = [threading.Thread(target=serve, args=(d,), daemon=True) for d in devices]
+    servers = [threading.Thread(target=serve, args=(d,), daemon=True) for d in devices]
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for thread in threads_:
+        for thread in servers:
             thread.start()
-        while any(thread.is_alive() for thread in threads_):
+        while any(thread.is_alive() for thread in servers):
             time.sleep(0.1)  # a short sleep, not join(): the signal handler runs in this thread
     finally:
         for sig, handler in previous.items():

@@ -139,11 +139,18 @@ def test_a_failed_model_is_named_and_the_next_one_gets_a_fresh_worker(tmp_path, 
 
 
 @pytest.mark.slow  # starts worker processes
-def test_a_worker_that_dies_without_answering_fails_its_model_with_its_exit_status(tmp_path):
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        "import sys; sys.stdin.readline(); sys.exit(7)",  # dies without answering: FAILED (exit 7)
+        "import sys; sys.stdin.readline(); print('hello', flush=True); sys.stdin.read()",  # not the protocol
+    ],
+    ids=["dies", "answers-garbage"],
+)
+def test_a_worker_that_does_not_answer_as_the_protocol_says_fails_its_model(tmp_path, behaviour):
     todo = [TrainConfig(task="acl", plane="sagittal", models_dir=str(tmp_path))]
-    dies = [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.exit(7)"]
-    with pytest.raises(MRNetError, match="acl-sagittal"):
-        train_on_devices(todo, ["cpu"], set(), worker_command=dies)
+    with pytest.raises(MRNetError, match="these models failed: acl-sagittal"):
+        train_on_devices(todo, ["cpu"], set(), worker_command=[sys.executable, "-c", behaviour])
 
 
 @pytest.mark.slow
@@ -160,11 +167,3 @@ def test_cpu_workers_train_the_sweep_two_at_a_time(tiny_data, tmp_path):
         assert log.startswith("cpu (1 thread: --threads 1)")  # each worker runs its share
     config = json.loads((models / "acl-axial" / "config.json").read_text())
     assert config["threads"] == "1"
-
-
-@pytest.mark.slow  # starts worker processes
-def test_an_answer_that_is_not_the_protocols_fails_the_model_rather_than_passing_it(tmp_path):
-    todo = [TrainConfig(task="acl", plane="sagittal", models_dir=str(tmp_path))]
-    chatty = [sys.executable, "-c", "import sys; sys.stdin.readline(); print('hello', flush=True); sys.stdin.read()"]
-    with pytest.raises(MRNetError, match="these models failed: acl-sagittal"):
-        train_on_devices(todo, ["cpu"], set(), worker_command=chatty)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 MAX_LISTED_PROBLEMS = 40
+# What a stopped training command says, in this process or in a sweep's worker (its log).
+INTERRUPTED = "\ninterrupted: completed epochs are saved; continue with --resume"
 
 
 class MRNetError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import Field
 from typing import Any
 
 from .. import FIT_ON, PLANES, TASKS
-from ..errors import MRNetError
+from ..errors import INTERRUPTED, MRNetError
 from ..options import default_of, flags_of, help_of, option_field, options_of, value_type
 from ..training.config import TrainConfig  # a dataclass module: no torch import
 
@@ -33,7 +33,7 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
         sys.exit(2)
     except KeyboardInterrupt as err:
         signum = err.args[0] if err.args and isinstance(err.args[0], int) else signal.SIGINT
-        print("\ninterrupted: completed epochs are saved; continue with --resume", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(128 + signum)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -26,11 +26,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import MRNetError
+from ..errors import INTERRUPTED, MRNetError
 from ..threads import apply_threads, plan_threads
 from .config import TrainConfig
-
-INTERRUPTED = "\ninterrupted: completed epochs are saved; continue with --resume"
 
 
 @contextlib.contextmanager
